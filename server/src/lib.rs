@@ -1,1 +1,23 @@
-pub fn x(){}
+//! The target server: a Salvo application implementing every realtime pattern (SSE counter,
+//! chat, stock feed, notifications, Last-Event-ID replay, WS echo, chat, rooms, pub/sub, a
+//! combined router with browser pages), instrumented with exact counters at `/metrics`.
+//!
+//! Tests and the load generator drive it through [`start`] (bind, serve in the background,
+//! shut down gracefully); the `rt-server` binary parses [`cli::ServeArgs`] and calls
+//! [`serve_until`].
+
+mod app;
+pub mod cli;
+pub mod config;
+mod http;
+pub mod limits;
+pub mod metrics;
+mod serve;
+pub mod shutdown;
+mod sse;
+mod ws;
+
+pub use app::{App, router};
+pub use config::{ConfigError, ServerConfig};
+pub use serve::{RunningServer, ServeError, bind_listener, serve_until, shutdown_signal, start};
+pub use ws::CLOSE_HEARTBEAT;

@@ -287,8 +287,14 @@ mod tests {
         let cases = [
             (r#"{"ts":1}"#, StampError::MissingField("seq".into())),
             (r#"{"seq":1}"#, StampError::MissingField("ts".into())),
-            (r#"{"seq":-1,"ts":1}"#, StampError::NotAnInteger("seq".into())),
-            (r#"{"seq":1,"ts":"x"}"#, StampError::NotAnInteger("ts".into())),
+            (
+                r#"{"seq":-1,"ts":1}"#,
+                StampError::NotAnInteger("seq".into()),
+            ),
+            (
+                r#"{"seq":1,"ts":"x"}"#,
+                StampError::NotAnInteger("ts".into()),
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(Stamp::decode(text), Err(want.clone()), "{text}");

@@ -93,7 +93,11 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
                 Some(current)
             }
             Some(i) => {
-                let skip = if current[i..].starts_with("\r\n") { 2 } else { 1 };
+                let skip = if current[i..].starts_with("\r\n") {
+                    2
+                } else {
+                    1
+                };
                 rest = Some(&current[i + skip..]);
                 Some(&current[..i])
             }
@@ -118,7 +122,10 @@ mod tests {
             event(Some("price"), Some("42"), "{\"a\":1}"),
             "event: price\nid: 42\ndata: {\"a\":1}\n\n"
         );
-        assert_eq!(event(None, None, "a\nb\r\nc\rd"), "data: a\ndata: b\ndata: c\ndata: d\n\n");
+        assert_eq!(
+            event(None, None, "a\nb\r\nc\rd"),
+            "data: a\ndata: b\ndata: c\ndata: d\n\n"
+        );
         assert_eq!(event(None, None, ""), "data:\n\n");
         assert_eq!(event(None, None, "x\n"), "data: x\ndata:\n\n");
         let mut out = Vec::new();

@@ -43,53 +43,103 @@ const CASES: &[Case] = &[
         &[("message", "a\nb", "")],
     ),
     // Rule 2: BOM.
-    case("leading BOM skipped", b"\xEF\xBB\xBFdata: a\n\n", &[("message", "a", "")]),
+    case(
+        "leading BOM skipped",
+        b"\xEF\xBB\xBFdata: a\n\n",
+        &[("message", "a", "")],
+    ),
     case(
         "only one BOM skipped",
         b"\xEF\xBB\xBF\xEF\xBB\xBFdata: a\n\ndata: b\n\n",
         // The second BOM makes the first line's field name unknown: that line is ignored.
         &[("message", "b", "")],
     ),
-    case("BOM later is not stripped", b"data: a\n\xEF\xBB\xBFdata: b\n\n", &[("message", "a", "")]),
+    case(
+        "BOM later is not stripped",
+        b"data: a\n\xEF\xBB\xBFdata: b\n\n",
+        &[("message", "a", "")],
+    ),
     // Rule 3: comments.
-    case(": comment ignored", b": hi\ndata: a\n:\n\n", &[("message", "a", "")]),
+    case(
+        ": comment ignored",
+        b": hi\ndata: a\n:\n\n",
+        &[("message", "a", "")],
+    ),
     // Rule 4: field/value split.
-    case("no space after colon", b"data:a\n\n", &[("message", "a", "")]),
-    case("only one space removed", b"data:  a\n\n", &[("message", " a", "")]),
-    case("colon in value kept", b"data: a:b: c\n\n", &[("message", "a:b: c", "")]),
-    case("line without colon is a field with empty value", b"data\n\n", &[("message", "", "")]),
+    case(
+        "no space after colon",
+        b"data:a\n\n",
+        &[("message", "a", "")],
+    ),
+    case(
+        "only one space removed",
+        b"data:  a\n\n",
+        &[("message", " a", "")],
+    ),
+    case(
+        "colon in value kept",
+        b"data: a:b: c\n\n",
+        &[("message", "a:b: c", "")],
+    ),
+    case(
+        "line without colon is a field with empty value",
+        b"data\n\n",
+        &[("message", "", "")],
+    ),
     case("field names are case-sensitive", b"Data: a\n\n", &[]),
     // Rule 5: data.
-    case("multi-line data joined by LF", b"data: a\ndata: b\n\n", &[("message", "a\nb", "")]),
-    case("only the last LF removed", b"data: a\ndata:\n\n", &[("message", "a\n", "")]),
-    case("empty data line dispatches empty data", b"data:\n\n", &[("message", "", "")]),
+    case(
+        "multi-line data joined by LF",
+        b"data: a\ndata: b\n\n",
+        &[("message", "a\nb", "")],
+    ),
+    case(
+        "only the last LF removed",
+        b"data: a\ndata:\n\n",
+        &[("message", "a\n", "")],
+    ),
+    case(
+        "empty data line dispatches empty data",
+        b"data:\n\n",
+        &[("message", "", "")],
+    ),
     case(
         "invalid UTF-8 becomes replacement char",
         b"data: \xFF\n\n",
         &[("message", "\u{FFFD}", "")],
     ),
     // Rule 6: event type.
-    case("event sets type", b"event: price\ndata: 1\n\n", &[("price", "1", "")]),
+    case(
+        "event sets type",
+        b"event: price\ndata: 1\n\n",
+        &[("price", "1", "")],
+    ),
     case(
         "type resets after dispatch",
         b"event: x\ndata: 1\n\ndata: 2\n\n",
         &[("x", "1", ""), ("message", "2", "")],
     ),
-    case("empty event field means message", b"event:\ndata: 1\n\n", &[("message", "1", "")]),
+    case(
+        "empty event field means message",
+        b"event:\ndata: 1\n\n",
+        &[("message", "1", "")],
+    ),
     // Rule 7: id.
     case(
         "id persists across events",
         b"id: 7\ndata: a\n\ndata: b\n\n",
         &[("message", "a", "7"), ("message", "b", "7")],
     ),
-    case("id with NUL ignored", b"id: 1\ndata: a\n\nid: 2\0x\ndata: b\n\n", &[
-        ("message", "a", "1"),
-        ("message", "b", "1"),
-    ]),
-    case("empty id resets", b"id: 1\ndata: a\n\nid\ndata: b\n\n", &[
-        ("message", "a", "1"),
-        ("message", "b", ""),
-    ]),
+    case(
+        "id with NUL ignored",
+        b"id: 1\ndata: a\n\nid: 2\0x\ndata: b\n\n",
+        &[("message", "a", "1"), ("message", "b", "1")],
+    ),
+    case(
+        "empty id resets",
+        b"id: 1\ndata: a\n\nid\ndata: b\n\n",
+        &[("message", "a", "1"), ("message", "b", "")],
+    ),
     case(
         "id without data still sets the buffer",
         b"id: 9\n\ndata: a\n\n",
@@ -98,14 +148,26 @@ const CASES: &[Case] = &[
     // Rule 8: retry.
     Case {
         retry: Some(1500),
-        ..case("retry digits", b"retry: 1500\ndata: a\n\n", &[("message", "a", "")])
+        ..case(
+            "retry digits",
+            b"retry: 1500\ndata: a\n\n",
+            &[("message", "a", "")],
+        )
     },
     Case {
         retry: Some(10),
-        ..case("retry non-digits ignored", b"retry: 10\nretry: 1.5\nretry: -1\nretry: 2s\nretry:\n", &[])
+        ..case(
+            "retry non-digits ignored",
+            b"retry: 10\nretry: 1.5\nretry: -1\nretry: 2s\nretry:\n",
+            &[],
+        )
     },
     // Rule 9: unknown fields.
-    case("unknown field ignored", b"foo: bar\ndata: a\n\n", &[("message", "a", "")]),
+    case(
+        "unknown field ignored",
+        b"foo: bar\ndata: a\n\n",
+        &[("message", "a", "")],
+    ),
     // Rule 10: dispatch with empty data buffer.
     case(
         "blank line without data dispatches nothing and resets type",
@@ -115,11 +177,19 @@ const CASES: &[Case] = &[
     // Rule 11: end of stream.
     Case {
         discards_at_eof: true,
-        ..case("event cut mid-event is discarded", b"data: a\n\ndata: b\n", &[("message", "a", "")])
+        ..case(
+            "event cut mid-event is discarded",
+            b"data: a\n\ndata: b\n",
+            &[("message", "a", "")],
+        )
     },
     Case {
         discards_at_eof: true,
-        ..case("unterminated line is discarded", b"data: a\n\ndata: b", &[("message", "a", "")])
+        ..case(
+            "unterminated line is discarded",
+            b"data: a\n\ndata: b",
+            &[("message", "a", "")],
+        )
     },
 ];
 
@@ -138,11 +208,27 @@ fn check(case: &Case, how: &str, chunks: &[&[u8]]) {
     let (events, mut parser) = run(chunks);
     let got: Vec<(&str, &str, &str)> = events
         .iter()
-        .map(|e| (e.event_type.as_str(), e.data.as_str(), e.last_event_id.as_str()))
+        .map(|e| {
+            (
+                e.event_type.as_str(),
+                e.data.as_str(),
+                e.last_event_id.as_str(),
+            )
+        })
         .collect();
     assert_eq!(got, case.events, "rule `{}` ({how})", case.rule);
-    assert_eq!(parser.retry_ms(), case.retry, "retry in `{}` ({how})", case.rule);
-    assert_eq!(parser.finish(), case.discards_at_eof, "eof in `{}` ({how})", case.rule);
+    assert_eq!(
+        parser.retry_ms(),
+        case.retry,
+        "retry in `{}` ({how})",
+        case.rule
+    );
+    assert_eq!(
+        parser.finish(),
+        case.discards_at_eof,
+        "eof in `{}` ({how})",
+        case.rule
+    );
 }
 
 #[test]
@@ -202,7 +288,16 @@ fn oversized_event_is_an_error() {
 
 #[test]
 fn encoder_output_round_trips_through_parser() {
-    let datas = ["", "x", "a\nb", "a\r\nb\rc", " leading space", "trailing\n", "ünïcødé", "::"];
+    let datas = [
+        "",
+        "x",
+        "a\nb",
+        "a\r\nb\rc",
+        " leading space",
+        "trailing\n",
+        "ünïcødé",
+        "::",
+    ];
     for data in datas {
         let mut bytes = Vec::new();
         encode_event(&mut bytes, Some("t"), Some("5"), data).expect("valid");

@@ -1,0 +1,137 @@
+//! Command-line flags of the target server; every flag has an environment override.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::config::ServerConfig;
+
+/// Flags of `rt-server` (and of `loadgen serve`, which embeds the same server).
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Use port 0 to pick a free port (it is logged).
+    #[arg(long, env = "RT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Bearer token required on SSE, WebSocket and publish endpoints (also accepted as
+    /// `?token=`). Unset: no auth.
+    #[arg(long, env = "RT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Maximum concurrent streaming connections (SSE + WebSocket); more get 503.
+    #[arg(long, env = "RT_MAX_CONNECTIONS", default_value_t = 19_000)]
+    pub max_connections: usize,
+    /// Maximum WebSocket message size in bytes; larger messages close the socket with 1009.
+    #[arg(long, env = "RT_MAX_MESSAGE_BYTES", default_value_t = 65_536)]
+    pub max_message_bytes: usize,
+    /// Maximum HTTP publish body in bytes; larger bodies get 413.
+    #[arg(long, env = "RT_MAX_BODY_BYTES", default_value_t = 65_536)]
+    pub max_body_bytes: usize,
+    /// Seconds of silence after which an SSE stream gets a keep-alive comment.
+    #[arg(long, env = "RT_KEEPALIVE_SECS", default_value_t = 15.0)]
+    pub keepalive_secs: f64,
+    /// Reconnection delay in milliseconds sent to SSE clients as `retry:`.
+    #[arg(long, env = "RT_RETRY_MS", default_value_t = 1000)]
+    pub retry_ms: u64,
+    /// Seconds between WebSocket pings; a peer silent for a whole interval is closed (4408).
+    #[arg(long, env = "RT_PING_SECS", default_value_t = 20.0)]
+    pub ping_secs: f64,
+    /// Events kept for Last-Event-ID replay on /sse/notifications and /sse/replay.
+    #[arg(long, env = "RT_REPLAY_CAPACITY", default_value_t = 1024)]
+    pub replay_capacity: usize,
+    /// Per-client queue in messages; a client further behind is told it lagged.
+    #[arg(long, env = "RT_CLIENT_QUEUE", default_value_t = 256)]
+    pub client_queue: usize,
+    /// Default tick interval of /sse/counter in milliseconds (`?interval_ms=` overrides).
+    #[arg(long, env = "RT_COUNTER_INTERVAL_MS", default_value_t = 1000)]
+    pub counter_interval_ms: u64,
+    /// Default number of symbols of /sse/stocks (`?symbols=` overrides).
+    #[arg(long, env = "RT_STOCK_SYMBOLS", default_value_t = 10)]
+    pub stock_symbols: usize,
+    /// Default price updates per second of /sse/stocks (`?rate=` overrides).
+    #[arg(long, env = "RT_STOCK_RATE", default_value_t = 10)]
+    pub stock_rate: u32,
+    /// WebSocket read buffer per connection in bytes (tungstenite's default is 131072).
+    #[arg(long, env = "RT_WS_READ_BUFFER", default_value_t = 4096)]
+    pub ws_read_buffer: usize,
+    /// Listen backlog (pending connections the kernel queues).
+    #[arg(long, env = "RT_BACKLOG", default_value_t = 4096)]
+    pub backlog: u32,
+    /// Seconds to wait for connections to finish on SIGINT/SIGTERM.
+    #[arg(long, env = "RT_SHUTDOWN_GRACE_SECS", default_value_t = 5.0)]
+    pub shutdown_grace_secs: f64,
+}
+
+/// A flag value out of range.
+#[derive(Debug, thiserror::Error)]
+#[error("--{flag}: {problem}")]
+pub struct FlagError {
+    /// The flag, without dashes.
+    pub flag: &'static str,
+    /// What is wrong.
+    pub problem: String,
+}
+
+fn seconds(flag: &'static str, value: f64) -> Result<Duration, FlagError> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| FlagError {
+            flag,
+            problem: format!("must be a positive number of seconds, got {value}"),
+        })
+}
+
+impl ServeArgs {
+    /// The server configuration these flags describe.
+    ///
+    /// # Errors
+    /// [`FlagError`] naming the flag that is out of range.
+    pub fn to_config(&self) -> Result<ServerConfig, FlagError> {
+        let config = ServerConfig {
+            token: self.token.clone(),
+            max_connections: self.max_connections,
+            max_message_bytes: self.max_message_bytes,
+            max_body_bytes: self.max_body_bytes,
+            keepalive: seconds("keepalive-secs", self.keepalive_secs)?,
+            retry: Duration::from_millis(self.retry_ms),
+            ping_interval: seconds("ping-secs", self.ping_secs)?,
+            replay_capacity: self.replay_capacity,
+            client_queue: self.client_queue,
+            counter_interval: Duration::from_millis(self.counter_interval_ms),
+            stock_symbols: self.stock_symbols,
+            stock_rate: self.stock_rate,
+            ws_read_buffer: self.ws_read_buffer,
+            backlog: self.backlog,
+            ..ServerConfig::default()
+        };
+        config.validate().map_err(|e| FlagError {
+            flag: flag_of(e.field),
+            problem: e.problem.to_owned(),
+        })?;
+        Ok(config)
+    }
+
+    /// Grace period for connections to finish at shutdown.
+    ///
+    /// # Errors
+    /// [`FlagError`] when it is not a positive number of seconds.
+    pub fn shutdown_grace(&self) -> Result<Duration, FlagError> {
+        seconds("shutdown-grace-secs", self.shutdown_grace_secs)
+    }
+}
+
+fn flag_of(field: &'static str) -> &'static str {
+    match field {
+        "max_connections" => "max-connections",
+        "max_message_bytes" => "max-message-bytes",
+        "max_body_bytes" => "max-body-bytes",
+        "replay_capacity" => "replay-capacity",
+        "client_queue" => "client-queue",
+        "counter_interval" => "counter-interval-ms",
+        "stock_symbols" => "stock-symbols",
+        "stock_rate" => "stock-rate",
+        "ws_read_buffer" => "ws-read-buffer",
+        "token" => "token",
+        other => other,
+    }
+}

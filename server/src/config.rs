@@ -1,0 +1,126 @@
+//! Server configuration: every limit and rate, with defaults suitable for load tests.
+
+use std::time::Duration;
+
+/// Configuration of the target server. Construct with [`ServerConfig::default`] and adjust.
+///
+/// Invariants (checked by [`ServerConfig::validate`]): every duration and size is non-zero.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Bearer token required on SSE, WebSocket and publish endpoints; `None` disables auth.
+    pub token: Option<String>,
+    /// Maximum concurrent streaming connections (SSE streams plus WebSockets), server-wide.
+    pub max_connections: usize,
+    /// Maximum WebSocket message (and frame) size in bytes; larger ones close with 1009.
+    pub max_message_bytes: usize,
+    /// Maximum HTTP publish body size in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Interval between SSE keep-alive comments.
+    pub keepalive: Duration,
+    /// Reconnection delay sent to SSE clients in the `retry:` field.
+    pub retry: Duration,
+    /// Interval between WebSocket pings; a peer that has not answered the previous ping by
+    /// the next one is closed.
+    pub ping_interval: Duration,
+    /// Events kept per replay ring (notifications and replay streams) for `Last-Event-ID`.
+    pub replay_capacity: usize,
+    /// Per-client queue length (broadcast channel capacity / WS outbound queue), in messages.
+    pub client_queue: usize,
+    /// Default tick interval of the SSE counter when the request names none.
+    pub counter_interval: Duration,
+    /// Default stock feed: number of symbols.
+    pub stock_symbols: usize,
+    /// Default stock feed: price updates per second per connection (all symbols together).
+    pub stock_rate: u32,
+    /// WebSocket read buffer per connection in bytes (tungstenite's default is 128 KiB).
+    pub ws_read_buffer: usize,
+    /// WebSocket write buffer cap per connection in bytes; beyond it sends fail.
+    pub ws_max_write_buffer: usize,
+    /// Listen backlog for the TCP listener.
+    pub backlog: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            token: None,
+            max_connections: 19_000,
+            max_message_bytes: 64 * 1024,
+            max_body_bytes: 64 * 1024,
+            keepalive: Duration::from_secs(15),
+            retry: Duration::from_millis(1000),
+            ping_interval: Duration::from_secs(20),
+            replay_capacity: 1024,
+            client_queue: 256,
+            counter_interval: Duration::from_millis(1000),
+            stock_symbols: 10,
+            stock_rate: 10,
+            ws_read_buffer: 4 * 1024,
+            ws_max_write_buffer: 256 * 1024,
+            backlog: 4096,
+        }
+    }
+}
+
+/// A configuration value out of range.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid server configuration: {field} {problem}")]
+pub struct ConfigError {
+    /// The offending field.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub problem: &'static str,
+}
+
+impl ServerConfig {
+    /// Checks the invariants.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first field out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("max_connections", self.max_connections),
+            ("max_message_bytes", self.max_message_bytes),
+            ("max_body_bytes", self.max_body_bytes),
+            ("replay_capacity", self.replay_capacity),
+            ("client_queue", self.client_queue),
+            ("stock_symbols", self.stock_symbols),
+            ("ws_read_buffer", self.ws_read_buffer),
+            ("ws_max_write_buffer", self.ws_max_write_buffer),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return Err(ConfigError {
+                    field,
+                    problem: "must be greater than 0",
+                });
+            }
+        }
+        let durations = [
+            ("keepalive", self.keepalive),
+            ("ping_interval", self.ping_interval),
+            ("counter_interval", self.counter_interval),
+        ];
+        for (field, value) in durations {
+            if value.is_zero() {
+                return Err(ConfigError {
+                    field,
+                    problem: "must be longer than 0",
+                });
+            }
+        }
+        if self.stock_rate == 0 {
+            return Err(ConfigError {
+                field: "stock_rate",
+                problem: "must be greater than 0",
+            });
+        }
+        if self.token.as_deref().is_some_and(str::is_empty) {
+            return Err(ConfigError {
+                field: "token",
+                problem: "must not be empty (omit it to disable auth)",
+            });
+        }
+        Ok(())
+    }
+}

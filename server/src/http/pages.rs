@@ -1,0 +1,59 @@
+//! Index, browser pages, `/metrics` and `/healthz`.
+
+use salvo::http::StatusCode;
+use salvo::http::header::{CONTENT_TYPE, HeaderValue};
+use salvo::prelude::*;
+
+use super::common::state;
+
+const INDEX: &str = include_str!("../pages/index.html");
+const COUNTER: &str = include_str!("../pages/counter.html");
+const CHAT: &str = include_str!("../pages/chat.html");
+const DASHBOARD: &str = include_str!("../pages/dashboard.html");
+
+/// `GET /`: index of every scenario and page.
+#[handler]
+pub(crate) async fn index(res: &mut Response) {
+    res.render(Text::Html(INDEX));
+}
+
+/// `GET /pages/{name}`: `counter`, `chat` or `dashboard`.
+#[handler]
+pub(crate) async fn page(req: &mut Request, res: &mut Response) {
+    let html = match req.param::<String>("name").as_deref() {
+        Some("counter") => COUNTER,
+        Some("chat") => CHAT,
+        Some("dashboard") => DASHBOARD,
+        _ => {
+            res.status_code(StatusCode::NOT_FOUND);
+            res.render(Text::Plain(
+                "no such page; try /pages/counter, /pages/chat or /pages/dashboard\n",
+            ));
+            return;
+        }
+    };
+    res.render(Text::Html(html));
+}
+
+/// `GET /healthz`: 200 `ok` while serving, 503 once shutdown has begun.
+#[handler]
+pub(crate) async fn healthz(depot: &mut Depot, res: &mut Response) {
+    if state(depot).shutdown.is_triggered() {
+        res.status_code(StatusCode::SERVICE_UNAVAILABLE);
+        res.render(Text::Plain("shutting down\n"));
+    } else {
+        res.render(Text::Plain("ok\n"));
+    }
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+#[handler]
+pub(crate) async fn metrics(depot: &mut Depot, res: &mut Response) {
+    let app = state(depot);
+    let body = app.metrics.render(app.config.max_connections);
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    res.write_body(body).ok();
+}

@@ -1,0 +1,232 @@
+//! SSE routes: validate the request, admit it under the limit, start the stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use salvo::http::StatusCode;
+use salvo::prelude::*;
+use serde_json::{Value, json};
+
+use super::common::{
+    BodyError, accepted, admit, bad_request, body_object, body_text, last_event_id, query_in_range,
+    reject, state,
+};
+use crate::app::AppState;
+use crate::metrics::Scenario;
+use crate::sse::chat::PostError;
+use crate::sse::counter::Counter;
+use crate::sse::dashboard::Dashboard;
+use crate::sse::replay::ReplayHub;
+use crate::sse::stocks::Stocks;
+use crate::sse::{StreamSettings, respond};
+
+/// Longest accepted tick interval for `?interval_ms=`: one hour.
+const MAX_INTERVAL_MS: u64 = 3_600_000;
+
+fn settings(app: &AppState) -> StreamSettings {
+    StreamSettings {
+        keepalive: app.config.keepalive,
+        retry: app.config.retry,
+        shutdown: app.shutdown.clone(),
+    }
+}
+
+fn body_error(app: &AppState, res: &mut Response, e: &BodyError) {
+    reject(app, res, e.status, &e.message);
+}
+
+/// `GET /sse/counter?interval_ms=N`: ticks; resumes after `Last-Event-ID`.
+#[handler]
+pub(crate) async fn counter(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+    let app = state(depot);
+    let parsed = query_in_range(req, "interval_ms", 1, MAX_INTERVAL_MS)
+        .and_then(|i| Ok((i, last_event_id(req)?)));
+    let (interval_ms, last) = match parsed {
+        Ok(v) => v,
+        Err(msg) => return bad_request(&app, res, &msg),
+    };
+    let interval = interval_ms.map_or(app.config.counter_interval, Duration::from_millis);
+    let Some(guard) = admit(&app, Scenario::Counter, res) else {
+        return;
+    };
+    let first = last.map_or(1, |l| l.saturating_add(1));
+    respond(
+        res,
+        &settings(&app),
+        guard,
+        Vec::new(),
+        Counter::new(interval, first),
+    );
+}
+
+/// `GET /sse/stocks?symbols=N&rate=R`: `price` events, R per second over N symbols.
+#[handler]
+pub(crate) async fn stocks(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+    let app = state(depot);
+    let parsed = query_in_range(req, "symbols", 1, 10_000)
+        .and_then(|s| Ok((s, query_in_range(req, "rate", 1, 100_000)?)));
+    let (symbols, rate) = match parsed {
+        Ok(v) => v,
+        Err(msg) => return bad_request(&app, res, &msg),
+    };
+    let Some(guard) = admit(&app, Scenario::Stocks, res) else {
+        return;
+    };
+    let feed = Stocks::new(
+        symbols.unwrap_or(app.config.stock_symbols),
+        rate.unwrap_or(app.config.stock_rate),
+    );
+    respond(res, &settings(&app), guard, Vec::new(), feed);
+}
+
+/// `GET /sse/chat`: joins the chat; the first event is `user` with `{"id":…}`.
+#[handler]
+pub(crate) async fn chat_connect(depot: &mut Depot, res: &mut Response) {
+    let app = state(depot);
+    let Some(guard) = admit(&app, Scenario::SseChat, res) else {
+        return;
+    };
+    let (stream, hello) = app.sse_chat.join(app.metrics.scenario(Scenario::SseChat));
+    respond(res, &settings(&app), guard, hello, stream);
+}
+
+/// `POST /sse/chat/{user}`: broadcasts the body to every other user. A JSON-object body is
+/// forwarded with `from` added (so stamps pass through); any other text becomes
+/// `{"from":user,"text":body}`.
+#[handler]
+pub(crate) async fn chat_post(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+    let app = state(depot);
+    let Some(user) = req
+        .param::<String>("user")
+        .and_then(|u| u.parse::<u64>().ok())
+    else {
+        return bad_request(&app, res, "user id in the path must be a decimal number");
+    };
+    let text = match body_text(req, app.config.max_body_bytes).await {
+        Ok(text) => text,
+        Err(e) => return body_error(&app, res, &e),
+    };
+    let mut object = match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(map)) => map,
+        _ => {
+            let mut map = serde_json::Map::new();
+            map.insert("text".to_owned(), Value::from(text.clone()));
+            map
+        }
+    };
+    object.insert("from".to_owned(), Value::from(user));
+    match app.sse_chat.post(user, &Value::Object(object).to_string()) {
+        Ok(delivered) => {
+            app.metrics.scenario(Scenario::SseChat).received(text.len());
+            accepted(res, &json!({"delivered": delivered}));
+        }
+        Err(PostError::UnknownUser) => {
+            reject(
+                &app,
+                res,
+                StatusCode::NOT_FOUND,
+                &format!("no connected chat user {user}"),
+            );
+        }
+    }
+}
+
+async fn subscribe(req: &mut Request, res: &mut Response, app: &Arc<AppState>, scenario: Scenario) {
+    let drop_after = if scenario == Scenario::Replay {
+        query_in_range(req, "drop_after", 1, u64::MAX)
+    } else {
+        Ok(None)
+    };
+    let parsed = drop_after.and_then(|d| Ok((d, last_event_id(req)?)));
+    let (drop_after, last) = match parsed {
+        Ok(v) => v,
+        Err(msg) => return bad_request(app, res, &msg),
+    };
+    let Some(guard) = admit(app, scenario, res) else {
+        return;
+    };
+    let hub = hub(app, scenario);
+    let (stream, initial) = hub.subscribe(last, drop_after, app.metrics.scenario(scenario));
+    respond(res, &settings(app), guard, initial, stream);
+}
+
+fn hub(app: &AppState, scenario: Scenario) -> &ReplayHub {
+    if scenario == Scenario::Replay {
+        &app.replay
+    } else {
+        &app.notifications
+    }
+}
+
+/// Publishes a JSON-object body. A publisher-supplied `seq`/`ts` (non-negative integers) are
+/// kept, so a load generator can measure end to end; missing ones are filled with the event
+/// id and the current time (µs).
+async fn publish(req: &mut Request, res: &mut Response, app: &Arc<AppState>, scenario: Scenario) {
+    let (mut object, len) = match body_object(req, app.config.max_body_bytes).await {
+        Ok(body) => body,
+        Err(e) => return body_error(app, res, &e),
+    };
+    for field in ["seq", "ts"] {
+        if object.get(field).is_some_and(|v| v.as_u64().is_none()) {
+            let msg = format!("`{field}` must be a non-negative integer");
+            return bad_request(app, res, &msg);
+        }
+    }
+    let metrics = app.metrics.scenario(scenario);
+    let now = wire::now_unix_us();
+    let published = hub(app, scenario).publish(|id| {
+        object.entry("seq").or_insert(Value::from(id));
+        object.entry("ts").or_insert(Value::from(now));
+        Value::Object(std::mem::take(&mut object)).to_string()
+    });
+    metrics.received(len);
+    accepted(
+        res,
+        &json!({"id": published.id, "subscribers": published.subscribers}),
+    );
+}
+
+/// `GET /sse/notifications`: named `notification` events with ids; resumes after
+/// `Last-Event-ID`.
+#[handler]
+pub(crate) async fn notifications(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+    subscribe(req, res, &state(depot), Scenario::Notifications).await;
+}
+
+/// `POST /sse/notifications`: publishes a notification.
+#[handler]
+pub(crate) async fn notifications_publish(
+    req: &mut Request,
+    depot: &mut Depot,
+    res: &mut Response,
+) {
+    publish(req, res, &state(depot), Scenario::Notifications).await;
+}
+
+/// `GET /sse/replay?drop_after=N`: replayable events; the server ends the stream after N
+/// live events to force a reconnect.
+#[handler]
+pub(crate) async fn replay(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+    subscribe(req, res, &state(depot), Scenario::Replay).await;
+}
+
+/// `POST /sse/replay`: publishes into the replay stream.
+#[handler]
+pub(crate) async fn replay_publish(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+    publish(req, res, &state(depot), Scenario::Replay).await;
+}
+
+/// `GET /sse/metrics?interval_ms=N`: the server's counters as `metrics` events.
+#[handler]
+pub(crate) async fn dashboard(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+    let app = state(depot);
+    let every = match query_in_range(req, "interval_ms", 50, MAX_INTERVAL_MS) {
+        Ok(ms) => Duration::from_millis(ms.unwrap_or(1000)),
+        Err(msg) => return bad_request(&app, res, &msg),
+    };
+    let Some(guard) = admit(&app, Scenario::Dashboard, res) else {
+        return;
+    };
+    let source = Dashboard::new(Arc::clone(&app.metrics), every, app.config.max_connections);
+    respond(res, &settings(&app), guard, Vec::new(), source);
+}

@@ -1,0 +1,154 @@
+//! Binding and running the server, with graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use salvo::conn::tcp::TcpAcceptor;
+use salvo::prelude::*;
+use salvo::server::ServerHandle;
+use tokio::net::TcpSocket;
+use tokio::task::JoinHandle;
+
+use crate::app::App;
+use crate::config::{ConfigError, ServerConfig};
+use crate::metrics::Metrics;
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration is out of range.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Binds a listener with `SO_REUSEADDR`, `TCP_NODELAY` (inherited by accepted sockets on
+/// Linux) and the given listen backlog.
+///
+/// # Errors
+/// The OS error when the address cannot be bound.
+pub fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+/// A server running in the background of the current tokio runtime.
+#[derive(Debug)]
+pub struct RunningServer {
+    app: App,
+    local_addr: SocketAddr,
+    handle: ServerHandle,
+    task: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// The bound address (useful after binding port 0).
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The server's counters.
+    #[must_use]
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.app.metrics()
+    }
+
+    /// The application (for tests that need its configuration or hubs).
+    #[must_use]
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    /// Graceful shutdown: SSE streams end, WebSockets get Close 1001, new connections are
+    /// refused, then waits up to `grace` for connections to finish.
+    pub async fn shutdown(self, grace: Duration) {
+        self.app.begin_shutdown();
+        self.handle.stop_graceful(Some(grace));
+        if let Err(e) = self.task.await {
+            tracing::error!("server task failed: {e}");
+        }
+    }
+}
+
+/// Binds `addr` and serves `config` in a background task; returns once the listener is bound,
+/// so connections can be made at once.
+///
+/// # Errors
+/// [`ServeError`] for a bad configuration or an address that cannot be bound.
+pub async fn start(config: ServerConfig, addr: SocketAddr) -> Result<RunningServer, ServeError> {
+    let backlog = config.backlog;
+    let app = App::new(config)?;
+    let bind_err = |source| ServeError::Bind { addr, source };
+    let listener = bind_listener(addr, backlog).map_err(bind_err)?;
+    let local_addr = listener.local_addr().map_err(bind_err)?;
+    let acceptor = TcpAcceptor::try_from(listener).map_err(bind_err)?;
+    let server = Server::new(acceptor);
+    let handle = server.handle();
+    let router = app.router();
+    let task = tokio::spawn(async move { server.serve(router).await });
+    tracing::info!(%local_addr, "target server listening");
+    Ok(RunningServer {
+        app,
+        local_addr,
+        handle,
+        task,
+    })
+}
+
+/// Serves until `stop` completes (e.g. SIGINT/SIGTERM), then shuts down gracefully.
+///
+/// # Errors
+/// As [`start`].
+pub async fn serve_until(
+    config: ServerConfig,
+    addr: SocketAddr,
+    stop: impl Future<Output = ()>,
+    grace: Duration,
+) -> Result<(), ServeError> {
+    let server = start(config, addr).await?;
+    stop.await;
+    tracing::info!("shutting down");
+    server.shutdown(grace).await;
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM (SIGINT only on non-Unix platforms).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot watch SIGTERM ({e}); only SIGINT stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,55 @@
+//! SSE counter: one event per tick, stamped with the tick's *intended* time.
+//!
+//! Event `k` (counting from 1) carries `seq = k` and `ts = start + (k - first) * interval`,
+//! where `start` is the wall-clock time of the first tick, so a server that falls behind
+//! shows the delay as latency instead of hiding it (no coordinated omission). Ticks missed
+//! while the stream was blocked are sent late, in a burst, with their intended stamps.
+
+use std::time::Duration;
+
+use tokio::time::{Instant, Interval, MissedTickBehavior, interval_at};
+
+use super::{EventSource, encode};
+
+/// Ticks at a fixed interval.
+#[derive(Debug)]
+pub(crate) struct Counter {
+    ticker: Interval,
+    interval_us: u64,
+    start_us: u64,
+    first_seq: u64,
+    next_seq: u64,
+}
+
+impl Counter {
+    /// A counter whose first event has `seq = first_seq` (1 for a new stream, `n + 1` when
+    /// resuming after `Last-Event-ID: n`) and is due one interval from now.
+    pub(crate) fn new(interval: Duration, first_seq: u64) -> Self {
+        let mut ticker = interval_at(Instant::now() + interval, interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let interval_us = u64::try_from(interval.as_micros()).unwrap_or(u64::MAX);
+        Self {
+            ticker,
+            interval_us,
+            start_us: wire::now_unix_us().saturating_add(interval_us),
+            first_seq,
+            next_seq: first_seq,
+        }
+    }
+}
+
+impl EventSource for Counter {
+    async fn next_event(&mut self) -> Option<Vec<u8>> {
+        self.ticker.tick().await;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let ts = self
+            .start_us
+            .saturating_add((seq - self.first_seq).saturating_mul(self.interval_us));
+        let data = wire::StampedMessage::new(seq, ts)
+            .with_field("count", seq)
+            .map(|m| m.encode())
+            .ok()?;
+        Some(encode(None, Some(seq), &data))
+    }
+}

@@ -1,0 +1,143 @@
+//! Server-Sent Events plumbing shared by every SSE scenario.
+//!
+//! A scenario provides an [`EventSource`]; [`respond`] turns it into a streaming response that
+//! first sends the `retry:` hint, then interleaves the source's events with keep-alive comments,
+//! and ends cleanly on server shutdown. The response body owns the [`ConnectionGuard`], so the
+//! connection counts as open exactly as long as hyper keeps the body alive: hyper drops it when
+//! the client disconnects (it watches for EOF while writing), not only on the next failed send.
+
+pub(crate) mod chat;
+pub(crate) mod counter;
+pub(crate) mod dashboard;
+pub(crate) mod replay;
+pub(crate) mod stocks;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use salvo::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use salvo::prelude::*;
+use tokio::time::{Instant, Interval, MissedTickBehavior, interval_at};
+
+use crate::limits::ConnectionGuard;
+use crate::metrics::CloseReason;
+use crate::shutdown::Shutdown;
+
+/// The keep-alive comment written when a stream has been quiet for the keep-alive interval.
+pub(crate) const KEEPALIVE: &[u8] = b": keep-alive\n\n";
+
+/// Produces the events of one SSE connection.
+///
+/// `next_event` must be cancel-safe: it is raced against keep-alives and shutdown.
+pub(crate) trait EventSource: Send + 'static {
+    /// The next encoded event (one or more complete SSE events), or `None` to end the stream.
+    fn next_event(&mut self) -> impl Future<Output = Option<Vec<u8>>> + Send;
+}
+
+/// Stream-wide settings.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamSettings {
+    pub(crate) keepalive: Duration,
+    pub(crate) retry: Duration,
+    pub(crate) shutdown: Shutdown,
+}
+
+struct Session<S> {
+    source: S,
+    guard: ConnectionGuard,
+    keepalive: Interval,
+    shutdown: Shutdown,
+    preamble: Option<Vec<u8>>,
+}
+
+/// Makes `res` an event stream fed by `source`. `initial` (already encoded events, such as a
+/// chat user id or replayed history) is sent right after the `retry:` hint.
+pub(crate) fn respond<S: EventSource>(
+    res: &mut Response,
+    settings: &StreamSettings,
+    guard: ConnectionGuard,
+    initial: Vec<u8>,
+    source: S,
+) {
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(wire::sse::CONTENT_TYPE),
+    );
+    res.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    res.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    let mut preamble = Vec::with_capacity(16 + initial.len());
+    let retry_ms = u64::try_from(settings.retry.as_millis()).unwrap_or(u64::MAX);
+    wire::sse::encode_retry(&mut preamble, retry_ms);
+    preamble.push(b'\n');
+    guard.metrics().sent_overhead(preamble.len());
+    if !initial.is_empty() {
+        guard.metrics().sent(initial.len());
+        preamble.extend_from_slice(&initial);
+    }
+    let mut keepalive = interval_at(Instant::now() + settings.keepalive, settings.keepalive);
+    keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let session = Session {
+        source,
+        guard,
+        keepalive,
+        shutdown: settings.shutdown.clone(),
+        preamble: Some(preamble),
+    };
+    res.stream(futures_util::stream::unfold(session, step));
+}
+
+async fn step<S: EventSource>(
+    mut s: Session<S>,
+) -> Option<(Result<Bytes, Infallible>, Session<S>)> {
+    if let Some(preamble) = s.preamble.take() {
+        return Some((Ok(preamble.into()), s));
+    }
+    if s.shutdown.is_triggered() {
+        s.guard.set_reason(CloseReason::Shutdown);
+        return None;
+    }
+    let chunk = tokio::select! {
+        biased;
+        () = s.shutdown.wait() => None,
+        event = s.source.next_event() => event.map(|bytes| (bytes, true)),
+        _ = s.keepalive.tick() => Some((KEEPALIVE.to_vec(), false)),
+    };
+    match chunk {
+        Some((bytes, is_event)) => {
+            if is_event {
+                s.guard.metrics().sent(bytes.len());
+                s.keepalive.reset();
+            } else {
+                s.guard.metrics().sent_overhead(bytes.len());
+            }
+            Some((Ok(bytes.into()), s))
+        }
+        None => {
+            let reason = if s.shutdown.is_triggered() {
+                CloseReason::Shutdown
+            } else {
+                CloseReason::StreamEnd
+            };
+            s.guard.set_reason(reason);
+            None
+        }
+    }
+}
+
+/// Encodes one event; `event`/`id` come from our own code and never contain line breaks.
+pub(crate) fn encode(event: Option<&str>, id: Option<u64>, data: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 40);
+    let id = id.map(|i| i.to_string());
+    if wire::sse::encode_event(&mut out, event, id.as_deref(), data).is_err() {
+        tracing::error!(
+            ?event,
+            "refused to encode an SSE event with a line break in its name"
+        );
+        out.clear();
+    }
+    out
+}

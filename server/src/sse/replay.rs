@@ -1,0 +1,197 @@
+//! Broadcast hub with a bounded replay ring: the notifications and replay scenarios.
+//!
+//! Every published event gets the next id (1, 2, ...). The last `capacity` events are kept.
+//! A client resuming with `Last-Event-ID: n` gets exactly the events after `n` (no gap, no
+//! duplicate: the ring is read and the live subscription taken under one lock, the same lock
+//! publishing holds). When events after `n` already fell out of the ring, the client first
+//! gets an explicit `lost` event saying how many, then everything the ring still has.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use super::{EventSource, encode};
+use crate::metrics::ScenarioMetrics;
+
+#[derive(Debug)]
+struct Stored {
+    id: u64,
+    event: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct Ring {
+    events: VecDeque<Arc<Stored>>,
+    next_id: u64,
+}
+
+/// A broadcast hub with replay.
+#[derive(Debug)]
+pub(crate) struct ReplayHub {
+    event_name: Option<&'static str>,
+    capacity: usize,
+    ring: Mutex<Ring>,
+    tx: broadcast::Sender<Arc<Stored>>,
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Published {
+    /// The event id assigned.
+    pub(crate) id: u64,
+    /// Streams connected at publish time.
+    pub(crate) subscribers: usize,
+}
+
+impl ReplayHub {
+    /// A hub whose events are named `event_name` (`None`: the default `message`), keeping
+    /// `capacity` events for replay and `queue` per subscriber (both > 0).
+    pub(crate) fn new(event_name: Option<&'static str>, capacity: usize, queue: usize) -> Self {
+        Self {
+            event_name,
+            capacity,
+            ring: Mutex::new(Ring {
+                events: VecDeque::with_capacity(capacity.min(4096)),
+                next_id: 1,
+            }),
+            tx: broadcast::channel(queue).0,
+        }
+    }
+
+    /// Publishes `data`; `make` receives the assigned id and returns the event data.
+    pub(crate) fn publish(&self, make: impl FnOnce(u64) -> String) -> Published {
+        let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = ring.next_id;
+        ring.next_id += 1;
+        let stored = Arc::new(Stored {
+            id,
+            event: encode(self.event_name, Some(id), &make(id)),
+        });
+        if ring.events.len() == self.capacity {
+            ring.events.pop_front();
+        }
+        ring.events.push_back(Arc::clone(&stored));
+        let subscribers = self.tx.send(stored).unwrap_or_default();
+        Published { id, subscribers }
+    }
+
+    /// Subscribes, resuming after `last_event_id` when given. Returns the stream source and
+    /// the events to send first (a `lost` notice and/or replayed events).
+    pub(crate) fn subscribe(
+        &self,
+        last_event_id: Option<u64>,
+        drop_after: Option<u64>,
+        metrics: Arc<ScenarioMetrics>,
+    ) -> (ReplayStream, Vec<u8>) {
+        let ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        let rx = self.tx.subscribe();
+        let latest = ring.next_id - 1;
+        let mut initial = Vec::new();
+        if let Some(last) = last_event_id {
+            let first = ring.events.front().map_or(ring.next_id, |e| e.id);
+            if last > latest {
+                let notice = format!(
+                    "{{\"missed\":0,\"reason\":\"unknown_id\",\"last_event_id\":{last},\"latest\":{latest}}}"
+                );
+                initial.extend(encode(Some("lost"), None, &notice));
+            } else {
+                if last.saturating_add(1) < first {
+                    let missed = first - last - 1;
+                    metrics.dropped(missed);
+                    let notice = format!(
+                        "{{\"missed\":{missed},\"reason\":\"evicted\",\"last_event_id\":{last},\"first_available\":{first}}}"
+                    );
+                    initial.extend(encode(Some("lost"), None, &notice));
+                }
+                for stored in ring.events.iter().filter(|e| e.id > last) {
+                    initial.extend_from_slice(&stored.event);
+                }
+            }
+        }
+        drop(ring);
+        // Everything up to `latest` was either replayed or predates this subscriber.
+        let stream = ReplayStream {
+            rx,
+            last_sent: latest,
+            remaining: drop_after,
+            metrics,
+        };
+        (stream, initial)
+    }
+}
+
+/// One subscriber's live events.
+#[derive(Debug)]
+pub(crate) struct ReplayStream {
+    rx: broadcast::Receiver<Arc<Stored>>,
+    /// Highest id already sent (replayed or live); live events at or below it are skipped.
+    last_sent: u64,
+    /// Live events left before the server ends the stream on purpose (`drop_after`).
+    remaining: Option<u64>,
+    metrics: Arc<ScenarioMetrics>,
+}
+
+impl EventSource for ReplayStream {
+    async fn next_event(&mut self) -> Option<Vec<u8>> {
+        if self.remaining == Some(0) {
+            return None;
+        }
+        loop {
+            match self.rx.recv().await {
+                Ok(stored) if stored.id <= self.last_sent => {}
+                Ok(stored) => {
+                    self.last_sent = stored.id;
+                    if let Some(left) = &mut self.remaining {
+                        *left -= 1;
+                    }
+                    return Some(stored.event.clone());
+                }
+                Err(RecvError::Lagged(n)) => {
+                    self.metrics.lagged(n);
+                    return Some(encode(Some("lagged"), None, &format!("{{\"missed\":{n}}}")));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Metrics, Scenario};
+
+    fn ids(bytes: &[u8]) -> Vec<String> {
+        let mut parser = wire::sse::Parser::new();
+        let mut out = Vec::new();
+        parser
+            .feed(bytes, |e| {
+                out.push(format!("{}:{}", e.event_type, e.last_event_id));
+            })
+            .expect("valid");
+        out
+    }
+
+    #[test]
+    fn resume_is_exact_or_reports_the_loss() {
+        let metrics = Metrics::default().scenario(Scenario::Replay);
+        let hub = ReplayHub::new(None, 4, 16);
+        for _ in 0..6 {
+            hub.publish(|id| format!("{{\"seq\":{id}}}"));
+        }
+        // Ring holds 3..=6.
+        let (_, initial) = hub.subscribe(Some(4), None, Arc::clone(&metrics));
+        assert_eq!(ids(&initial), ["message:5", "message:6"]);
+        let (_, initial) = hub.subscribe(Some(6), None, Arc::clone(&metrics));
+        assert!(initial.is_empty());
+        let (_, initial) = hub.subscribe(Some(1), None, Arc::clone(&metrics));
+        assert_eq!(
+            ids(&initial),
+            ["lost:", "message:3", "message:4", "message:5", "message:6"]
+        );
+        assert!(String::from_utf8_lossy(&initial).contains("\"missed\":1"));
+        let (_, initial) = hub.subscribe(Some(99), None, metrics);
+        assert_eq!(ids(&initial), ["lost:"]);
+    }
+}

@@ -1,0 +1,142 @@
+//! Named groups of WebSocket clients with bounded per-client queues: the hub behind WS chat
+//! (one group), rooms and pub/sub topics.
+//!
+//! Delivery never blocks the sender: a full client queue drops the message for that client,
+//! counts it, and the client is told how many it missed before its next message.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::mpsc;
+
+use crate::metrics::ScenarioMetrics;
+
+/// Longest accepted group (room, topic) name in bytes.
+pub(crate) const MAX_GROUP_NAME: usize = 128;
+/// Most groups one client may be in at once.
+pub(crate) const MAX_GROUPS_PER_CLIENT: usize = 64;
+
+/// A client's inbox: the sending side the hub uses.
+#[derive(Debug, Clone)]
+pub(crate) struct Inbox {
+    tx: mpsc::Sender<Arc<str>>,
+    missed: Arc<AtomicU64>,
+}
+
+/// The receiving side, owned by the client's session.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    pub(crate) rx: mpsc::Receiver<Arc<str>>,
+    missed: Arc<AtomicU64>,
+}
+
+impl Outbox {
+    /// Messages dropped for this client since the last call.
+    pub(crate) fn take_missed(&self) -> u64 {
+        self.missed.swap(0, Ordering::Relaxed)
+    }
+}
+
+/// A new inbox/outbox pair holding at most `capacity` (> 0) queued messages.
+pub(crate) fn mailbox(capacity: usize) -> (Inbox, Outbox) {
+    let (tx, rx) = mpsc::channel(capacity);
+    let missed = Arc::new(AtomicU64::new(0));
+    (
+        Inbox {
+            tx,
+            missed: Arc::clone(&missed),
+        },
+        Outbox { rx, missed },
+    )
+}
+
+/// Groups of clients keyed by name.
+#[derive(Debug)]
+pub(crate) struct Groups {
+    members: Mutex<HashMap<String, HashMap<u64, Inbox>>>,
+    next_client: AtomicU64,
+    metrics: Arc<ScenarioMetrics>,
+}
+
+impl Groups {
+    pub(crate) fn new(metrics: Arc<ScenarioMetrics>) -> Self {
+        Self {
+            members: Mutex::new(HashMap::new()),
+            next_client: AtomicU64::new(1),
+            metrics,
+        }
+    }
+
+    /// A fresh client id.
+    pub(crate) fn client_id(&self) -> u64 {
+        self.next_client.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Adds `client` to `group`; returns the member count afterwards.
+    pub(crate) fn join(&self, group: &str, client: u64, inbox: &Inbox) -> usize {
+        let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+        let group = members.entry(group.to_owned()).or_default();
+        group.insert(client, inbox.clone());
+        group.len()
+    }
+
+    /// Removes `client` from `group`; returns whether it was a member.
+    pub(crate) fn leave(&self, group: &str, client: u64) -> bool {
+        let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(set) = members.get_mut(group) else {
+            return false;
+        };
+        let was = set.remove(&client).is_some();
+        if set.is_empty() {
+            members.remove(group);
+        }
+        was
+    }
+
+    /// Delivers `message` to every member of `group` except `except`; returns how many
+    /// queues accepted it.
+    pub(crate) fn publish(&self, group: &str, except: Option<u64>, message: &Arc<str>) -> usize {
+        let members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(set) = members.get(group) else {
+            return 0;
+        };
+        let mut delivered = 0;
+        for (id, inbox) in set {
+            if Some(*id) == except {
+                continue;
+            }
+            match inbox.tx.try_send(Arc::clone(message)) {
+                Ok(()) => delivered += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    inbox.missed.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.dropped(1);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        delivered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Metrics, Scenario};
+
+    #[test]
+    fn full_queue_drops_and_counts_instead_of_growing() {
+        let groups = Groups::new(Metrics::default().scenario(Scenario::Rooms));
+        let (inbox, outbox) = mailbox(2);
+        groups.join("r", 1, &inbox);
+        let msg: Arc<str> = Arc::from("x");
+        let delivered: usize = (0..5).map(|_| groups.publish("r", None, &msg)).sum();
+        assert_eq!(delivered, 2);
+        assert_eq!(outbox.take_missed(), 3);
+        assert_eq!(outbox.take_missed(), 0);
+        assert_eq!(groups.publish("r", Some(1), &msg), 0, "sender excluded");
+        assert!(groups.leave("r", 1));
+        assert!(!groups.leave("r", 1));
+        assert_eq!(groups.publish("r", None, &msg), 0);
+    }
+}
