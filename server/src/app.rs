@@ -69,6 +69,12 @@ impl App {
         Arc::clone(&self.state.metrics)
     }
 
+    /// The server-wide connection limiter.
+    #[must_use]
+    pub fn limiter(&self) -> &ConnectionLimiter {
+        &self.state.limiter
+    }
+
     /// The configuration in force.
     #[must_use]
     pub fn config(&self) -> &ServerConfig {

@@ -34,8 +34,6 @@ pub struct ServerConfig {
     pub stock_rate: u32,
     /// WebSocket read buffer per connection in bytes (tungstenite's default is 128 KiB).
     pub ws_read_buffer: usize,
-    /// WebSocket write buffer cap per connection in bytes; beyond it sends fail.
-    pub ws_max_write_buffer: usize,
     /// Listen backlog for the TCP listener.
     pub backlog: u32,
 }
@@ -56,7 +54,6 @@ impl Default for ServerConfig {
             stock_symbols: 10,
             stock_rate: 10,
             ws_read_buffer: 4 * 1024,
-            ws_max_write_buffer: 256 * 1024,
             backlog: 4096,
         }
     }
@@ -73,6 +70,13 @@ pub struct ConfigError {
 }
 
 impl ServerConfig {
+    /// Largest message the server may have to send on a WebSocket, in bytes: an inbound
+    /// message or publish body plus the JSON envelope the server wraps around it.
+    #[must_use]
+    pub fn max_outbound_message(&self) -> usize {
+        self.max_message_bytes.max(self.max_body_bytes) + 1024
+    }
+
     /// Checks the invariants.
     ///
     /// # Errors
@@ -86,7 +90,6 @@ impl ServerConfig {
             ("client_queue", self.client_queue),
             ("stock_symbols", self.stock_symbols),
             ("ws_read_buffer", self.ws_read_buffer),
-            ("ws_max_write_buffer", self.ws_max_write_buffer),
         ];
         for (field, value) in positive {
             if value == 0 {

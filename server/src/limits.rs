@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use tokio::sync::Notify;
+
 use crate::metrics::{CloseReason, ScenarioMetrics};
 
 /// Counts streaming connections against a fixed maximum.
@@ -14,6 +16,8 @@ use crate::metrics::{CloseReason, ScenarioMetrics};
 pub struct ConnectionLimiter {
     max: usize,
     in_use: AtomicUsize,
+    /// Woken whenever the count drops to zero.
+    idle: Notify,
 }
 
 impl ConnectionLimiter {
@@ -23,6 +27,26 @@ impl ConnectionLimiter {
         Self {
             max,
             in_use: AtomicUsize::new(0),
+            idle: Notify::new(),
+        }
+    }
+
+    /// Connections currently admitted.
+    #[must_use]
+    pub fn in_use(&self) -> usize {
+        self.in_use.load(Ordering::Acquire)
+    }
+
+    /// Completes once no connection is admitted (immediately if none is).
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.in_use() == 0 {
+                return;
+            }
+            notified.await;
         }
     }
 
@@ -74,7 +98,9 @@ impl ConnectionGuard {
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.scenario.closed(self.reason);
-        self.limiter.in_use.fetch_sub(1, Ordering::AcqRel);
+        if self.limiter.in_use.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.limiter.idle.notify_waiters();
+        }
     }
 }
 

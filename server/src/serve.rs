@@ -77,12 +77,20 @@ impl RunningServer {
     }
 
     /// Graceful shutdown: SSE streams end, WebSockets get Close 1001, new connections are
-    /// refused, then waits up to `grace` for connections to finish.
+    /// refused, then waits up to `grace` for every connection to finish. (salvo's graceful
+    /// stop does not track upgraded WebSockets, so their end is awaited separately.)
     pub async fn shutdown(self, grace: Duration) {
         self.app.begin_shutdown();
         self.handle.stop_graceful(Some(grace));
-        if let Err(e) = self.task.await {
-            tracing::error!("server task failed: {e}");
+        let all_closed = async {
+            if let Err(e) = self.task.await {
+                tracing::error!("server task failed: {e}");
+            }
+            self.app.limiter().wait_idle().await;
+        };
+        if tokio::time::timeout(grace, all_closed).await.is_err() {
+            let open = self.app.limiter().in_use();
+            tracing::warn!(open, "grace period over; dropping remaining connections");
         }
     }
 }

@@ -18,13 +18,15 @@ use crate::ws::rooms::Rooms;
 use crate::ws::{SessionSettings, WsScenario, run_session};
 
 /// tungstenite settings from the server config: small read buffer (4-8 KiB instead of the
-/// 128 KiB default), eager writes, a capped write buffer, and the message size limit.
+/// 128 KiB default), eager writes (no write buffer build-up while the socket accepts data),
+/// a write buffer capped at two of the largest messages the server sends, and the inbound
+/// message size limit.
 fn ws_config(app: &AppState) -> WebSocketConfig {
     let max = app.config.max_message_bytes;
     WebSocketConfig::default()
         .read_buffer_size(app.config.ws_read_buffer)
         .write_buffer_size(0)
-        .max_write_buffer_size(app.config.ws_max_write_buffer)
+        .max_write_buffer_size(2 * app.config.max_outbound_message())
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
 }

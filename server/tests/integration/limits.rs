@@ -1,0 +1,206 @@
+//! Limits and security: connection limit, WS message size and UTF-8, slow consumers, auth.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::SinkExt;
+use hyper::{Method, StatusCode};
+use serde_json::json;
+use server::ServerConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use crate::support::{
+    self, SseClient, call, json, metric, try_ws, wait_metric, ws, ws_close_code, ws_json, ws_send,
+    ws_text,
+};
+
+#[tokio::test]
+async fn connection_limit_holds_for_streams_until_they_end() {
+    let config = ServerConfig {
+        max_connections: 3,
+        ..support::config()
+    };
+    let server = support::start(config).await;
+    let addr = server.local_addr();
+    // Three long-lived streams: their handlers returned long ago, the limit must still hold.
+    let a = SseClient::connect(addr, "/sse/counter").await;
+    let _b = SseClient::connect(addr, "/sse/notifications").await;
+    let _c = ws(addr, "/ws/echo").await;
+    let over = SseClient::open(addr, "/sse/counter", &[]).await;
+    assert_eq!(over.status, StatusCode::SERVICE_UNAVAILABLE);
+    match try_ws(addr, "/ws/echo").await {
+        Err(WsError::Http(res)) => assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE),
+        other => panic!("expected 503 for the upgrade, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(
+        metric(addr, "rt_connections_rejected_total{reason=\"limit\"}").await,
+        2
+    );
+    drop(a);
+    wait_metric(addr, "rt_connections_open_total", 2).await;
+    let again = SseClient::open(addr, "/sse/counter", &[]).await;
+    assert_eq!(again.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn oversized_ws_message_closes_with_1009_and_server_is_unaffected() {
+    let config = ServerConfig {
+        max_message_bytes: 1024,
+        ..support::config()
+    };
+    let server = support::start(config).await;
+    let addr = server.local_addr();
+    let mut big = ws(addr, "/ws/echo").await;
+    big.send(Message::binary(vec![7u8; 4096]))
+        .await
+        .expect("send");
+    assert_eq!(ws_close_code(&mut big).await, 1009);
+    wait_metric(addr, &support::closed_series("ws_echo", "ws", "too_big"), 1).await;
+    let mut fine = ws(addr, "/ws/echo").await;
+    fine.send(Message::text("x".repeat(1000)))
+        .await
+        .expect("send");
+    assert_eq!(ws_text(&mut fine).await.len(), 1000);
+}
+
+#[tokio::test]
+async fn invalid_utf8_text_frame_closes_with_1007() {
+    let server = support::start(support::config()).await;
+    let addr = server.local_addr();
+    let mut socket = ws(addr, "/ws/echo").await;
+    let frame = Frame::message(vec![0x66, 0xFF, 0xFE], OpCode::Data(Data::Text), true);
+    socket
+        .send(Message::Frame(frame))
+        .await
+        .expect("send raw frame");
+    assert_eq!(ws_close_code(&mut socket).await, 1007);
+    wait_metric(
+        addr,
+        &support::closed_series("ws_echo", "ws", "invalid_utf8"),
+        1,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn slow_ws_consumer_is_bounded_counted_and_told() {
+    let config = ServerConfig {
+        client_queue: 4,
+        max_body_bytes: 1 << 20,
+        ..support::config()
+    };
+    let server = support::start(config).await;
+    let addr = server.local_addr();
+    let mut slow = ws(addr, "/ws/pubsub").await;
+    ws_send(&mut slow, json!({"type": "subscribe", "topic": "t"})).await;
+    assert_eq!(ws_json(&mut slow).await["type"], "subscribed");
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(256 * 1024));
+    let total = 120u64;
+    let mut delivered = 0;
+    for _ in 0..total {
+        let answer = support::post(addr, "/publish/t", &big).await;
+        delivered += json(&answer.body)["delivered"].as_u64().expect("delivered");
+    }
+    let dropped = metric(
+        addr,
+        "rt_messages_dropped_total{scenario=\"pubsub\",protocol=\"ws\"}",
+    )
+    .await;
+    assert!(dropped > 0, "a 4-message queue must overflow");
+    assert_eq!(delivered + dropped, total);
+    let (mut received, mut missed) = (0, 0);
+    while received < delivered {
+        let msg = ws_json(&mut slow).await;
+        match msg["type"].as_str() {
+            Some("message") => received += 1,
+            Some("lagged") => missed += msg["missed"].as_u64().expect("missed"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // The last lag notice comes before the next message; drops after the last queued
+    // message are reported with the next message, so at most all drops are reported.
+    assert!(missed > 0 && missed <= dropped);
+}
+
+#[tokio::test]
+async fn bearer_token_guards_streams_sockets_and_publishing() {
+    let config = ServerConfig {
+        token: Some("s3cret".into()),
+        ..support::config()
+    };
+    let server = support::start(config).await;
+    let addr = server.local_addr();
+    for (method, path) in [
+        (Method::GET, "/sse/counter"),
+        (Method::GET, "/sse/notifications"),
+        (Method::POST, "/sse/notifications"),
+        (Method::POST, "/publish/t"),
+        (Method::GET, "/ws/echo"),
+    ] {
+        let answer = call(addr, method.clone(), path, &[], Bytes::new()).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+        let answer = call(
+            addr,
+            method.clone(),
+            path,
+            &[("authorization", "Bearer wrong")],
+            Bytes::new(),
+        )
+        .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} wrong token"
+        );
+    }
+    assert_eq!(
+        metric(addr, "rt_connections_rejected_total{reason=\"auth\"}").await,
+        10
+    );
+    match try_ws(addr, "/ws/echo").await {
+        Err(WsError::Http(res)) => assert_eq!(res.status(), StatusCode::UNAUTHORIZED),
+        other => panic!("expected 401, got {:?}", other.map(|_| ())),
+    }
+    let ok = SseClient::open(addr, "/sse/counter", &[("authorization", "Bearer s3cret")]).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let ok = SseClient::open(addr, "/sse/counter?token=s3cret", &[]).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let mut socket = ws(addr, "/ws/echo?token=s3cret").await;
+    socket.send(Message::text("in")).await.expect("send");
+    assert_eq!(ws_text(&mut socket).await, "in");
+    // Health and metrics stay open for probes.
+    assert_eq!(support::get(addr, "/healthz").await.status, StatusCode::OK);
+    assert_eq!(support::get(addr, "/metrics").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_4xx_not_panics() {
+    let server = support::start(support::config()).await;
+    let addr = server.local_addr();
+    assert_eq!(
+        support::get(addr, "/nope").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        support::get(addr, "/pages/nope").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let answer = call(
+        addr,
+        Method::DELETE,
+        "/sse/notifications",
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert!(answer.status.is_client_error(), "{}", answer.status);
+    // A plain GET to a WS route is not an upgrade.
+    let answer = support::get(addr, "/ws/echo").await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    // Afterwards the server still works.
+    let mut client = SseClient::connect(addr, "/sse/counter?interval_ms=5").await;
+    client.next().await;
+    server.shutdown(Duration::from_secs(2)).await;
+}

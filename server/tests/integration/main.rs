@@ -1,0 +1,11 @@
+//! Integration tests of the target server: real sockets on 127.0.0.1:0, real HTTP (hyper),
+//! SSE (hyper + the `wire` parser) and WebSocket (tokio-tungstenite) clients.
+
+mod browser;
+mod cli;
+mod limits;
+mod metrics_exact;
+mod shutdown;
+mod sse;
+mod support;
+mod ws;
