@@ -102,7 +102,6 @@ impl ServeArgs {
             stock_rate: self.stock_rate,
             ws_read_buffer: self.ws_read_buffer,
             backlog: self.backlog,
-            ..ServerConfig::default()
         };
         config.validate().map_err(|e| FlagError {
             flag: flag_of(e.field),

@@ -160,3 +160,42 @@ pub async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_sockets_inherit_nodelay() {
+        let listener = bind_listener(([127, 0, 0, 1], 0).into(), 4096).expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (accepted, _) = listener.accept().await.expect("accept");
+        assert!(
+            accepted.nodelay().expect("nodelay"),
+            "TCP_NODELAY not inherited"
+        );
+    }
+
+    #[tokio::test]
+    async fn start_refuses_a_bad_config_and_a_taken_address() {
+        let bad = ServerConfig {
+            max_connections: 0,
+            ..ServerConfig::default()
+        };
+        let err = start(bad, ([127, 0, 0, 1], 0).into())
+            .await
+            .expect_err("invalid");
+        assert!(err.to_string().contains("max_connections"), "{err}");
+        let first = start(ServerConfig::default(), ([127, 0, 0, 1], 0).into())
+            .await
+            .expect("first");
+        let taken = first.local_addr();
+        // SO_REUSEADDR does not allow two listeners on one port.
+        let err = start(ServerConfig::default(), taken)
+            .await
+            .expect_err("taken");
+        assert!(err.to_string().contains(&taken.to_string()), "{err}");
+        first.shutdown(Duration::from_secs(1)).await;
+    }
+}

@@ -144,6 +144,6 @@ pub(crate) async fn publish(req: &mut Request, depot: &mut Depot, res: &mut Resp
         Err(BodyError { status, message }) => return reject(&app, res, status, &message),
     };
     app.metrics.scenario(Scenario::PubSub).received(len);
-    let delivered = topics::publish(&app.pubsub, &topic, Value::Object(object));
+    let delivered = topics::publish(&app.pubsub, &topic, &Value::Object(object));
     accepted(res, &json!({"topic": topic, "delivered": delivered}));
 }

@@ -76,7 +76,7 @@ pub(crate) fn respond<S: EventSource>(
     guard.metrics().sent_overhead(preamble.len());
     if !initial.is_empty() {
         guard.metrics().sent(initial.len());
-        preamble.extend_from_slice(&initial);
+        preamble.extend(initial);
     }
     let mut keepalive = interval_at(Instant::now() + settings.keepalive, settings.keepalive);
     keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);

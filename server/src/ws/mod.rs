@@ -135,15 +135,15 @@ pub(crate) async fn run_session<S: WsScenario>(
         }
     }
     guard.set_reason(reason);
-    if let Some((code, text)) = close {
-        if ws.send(Message::close_with(code, text)).await.is_ok() {
-            // Wait (bounded) for the peer's Close reply so it reads our Close before the
-            // TCP connection goes away.
-            let _ = timeout(CLOSE_GRACE, async {
-                while let Some(Ok(_)) = ws.recv().await {}
-            })
-            .await;
-        }
+    if let Some((code, text)) = close
+        && ws.send(Message::close_with(code, text)).await.is_ok()
+    {
+        // Wait (bounded) for the peer's Close reply so it reads our Close before the
+        // TCP connection goes away.
+        let _ = timeout(CLOSE_GRACE, async {
+            while let Some(Ok(_)) = ws.recv().await {}
+        })
+        .await;
     }
 }
 

@@ -17,7 +17,7 @@ use super::groups::{Groups, Inbox, MAX_GROUPS_PER_CLIENT};
 use super::{WsScenario, error_reply, group_name, parse_command};
 
 /// Delivers `data` to the subscribers of `topic`; returns how many queues took it.
-pub(crate) fn publish(hub: &Groups, topic: &str, data: Value) -> usize {
+pub(crate) fn publish(hub: &Groups, topic: &str, data: &Value) -> usize {
     let out: Arc<str> =
         Arc::from(json!({"type": "message", "topic": topic, "data": data}).to_string());
     hub.publish(topic, None, &out)
@@ -72,7 +72,7 @@ impl WsScenario for PubSub {
             }
             "publish" => {
                 let data = map.remove("data").unwrap_or(Value::Null);
-                let delivered = publish(&self.hub, &topic, data);
+                let delivered = publish(&self.hub, &topic, &data);
                 json!({"type": "published", "topic": topic, "delivered": delivered})
             }
             other => {

@@ -20,8 +20,6 @@
 //! Bytes are decoded as UTF-8 with replacement characters per line; line ends are ASCII, so no
 //! multi-byte sequence is ever split by this.
 
-use std::borrow::Cow;
-
 /// Default limit for one event's buffered bytes (line plus data): 1 MiB.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
 
@@ -239,7 +237,7 @@ impl Parser {
         self.line = line;
     }
 
-    fn field(&mut self, name: &[u8], value: &Cow<'_, str>) {
+    fn field(&mut self, name: &[u8], value: &str) {
         match name {
             b"event" => {
                 self.event_type.clear();
