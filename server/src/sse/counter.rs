@@ -42,7 +42,8 @@ impl EventSource for Counter {
     async fn next_event(&mut self) -> Option<Vec<u8>> {
         self.ticker.tick().await;
         let seq = self.next_seq;
-        self.next_seq += 1;
+        // Saturates: a client may resume from any id, even u64::MAX.
+        self.next_seq = self.next_seq.saturating_add(1);
         let ts = self
             .start_us
             .saturating_add((seq - self.first_seq).saturating_mul(self.interval_us));

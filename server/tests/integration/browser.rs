@@ -142,8 +142,8 @@ impl Page {
     }
 }
 
-#[tokio::test]
-async fn counter_page_shows_an_advancing_count_in_chromium() {
+/// Opens `path` of a fresh server in Chromium; `None` when Chromium is absent outside CI.
+async fn open_page(path: &str) -> Option<(server::RunningServer, Browser, Page)> {
     let Some(binary) = find_chromium() else {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -152,12 +152,12 @@ async fn counter_page_shows_an_advancing_count_in_chromium() {
         eprintln!(
             "NOTICE: chromium not installed; browser test not run (set CI to make this fatal)"
         );
-        return;
+        return None;
     };
     let server = support::start(support::config()).await;
-    let addr = server.local_addr();
-    let url = format!("http://{addr}/pages/counter?interval_ms=100");
-    let (_browser, port) = launch(&binary, &url).await;
+    let url = format!("http://{}{path}", server.local_addr());
+    let (browser, port) = launch(&binary, &url).await;
+    let page_path = path.split('?').next().unwrap_or(path).to_owned();
 
     let devtools: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let started = Instant::now();
@@ -168,10 +168,7 @@ async fn counter_page_shows_an_advancing_count_in_chromium() {
         let targets: Value = serde_json::from_str(&list.body).unwrap_or(Value::Null);
         let found = targets.as_array().and_then(|all| {
             all.iter().find(|t| {
-                t["type"] == "page"
-                    && t["url"]
-                        .as_str()
-                        .is_some_and(|u| u.contains("/pages/counter"))
+                t["type"] == "page" && t["url"].as_str().is_some_and(|u| u.contains(&page_path))
             })
         });
         if let Some(url) = found.and_then(|t| t["webSocketDebuggerUrl"].as_str()) {
@@ -179,7 +176,7 @@ async fn counter_page_shows_an_advancing_count_in_chromium() {
         }
         assert!(
             started.elapsed() < BROWSER_DEADLINE,
-            "counter page never opened: {}",
+            "{path} never opened: {}",
             list.body
         );
     };
@@ -192,33 +189,36 @@ async fn counter_page_shows_an_advancing_count_in_chromium() {
         problems: Vec::new(),
     };
     page.call("Runtime.enable", json!({})).await;
+    Some((server, browser, page))
+}
 
-    let read_count = |v: Value| v.as_str().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-    let mut first = 0;
+/// Polls `expression` (a number shown on the page) until `accept` holds; returns it.
+async fn wait_number(page: &mut Page, expression: &str, accept: impl Fn(u64) -> bool) -> u64 {
     let started = Instant::now();
-    while first < 2 {
+    let mut poll = interval(Duration::from_millis(100));
+    loop {
         poll.tick().await;
-        first = read_count(
-            page.eval("document.getElementById('count').textContent")
-                .await,
-        );
+        let shown = page.eval(expression).await;
+        let value = shown.as_str().and_then(|s| s.parse::<u64>().ok());
+        if let Some(v) = value.filter(|v| accept(*v)) {
+            return v;
+        }
         assert!(
             started.elapsed() < BROWSER_DEADLINE,
-            "count never reached 2 (saw {first})"
+            "{expression} stuck at {shown}"
         );
     }
-    let mut later = first;
-    while later <= first {
-        poll.tick().await;
-        later = read_count(
-            page.eval("document.getElementById('count').textContent")
-                .await,
-        );
-        assert!(
-            started.elapsed() < BROWSER_DEADLINE,
-            "count stuck at {first}"
-        );
-    }
+}
+
+#[tokio::test]
+async fn counter_page_shows_an_advancing_count_in_chromium() {
+    let Some((server, _browser, mut page)) = open_page("/pages/counter?interval_ms=100").await
+    else {
+        return;
+    };
+    let count = "document.getElementById('count').textContent";
+    let first = wait_number(&mut page, count, |v| v >= 2).await;
+    wait_number(&mut page, count, |v| v > first).await;
     assert_eq!(
         page.eval("document.getElementById('status').textContent")
             .await,
@@ -230,8 +230,29 @@ async fn counter_page_shows_an_advancing_count_in_chromium() {
         page.problems
     );
     // The server saw the browser's EventSource as one counter stream.
-    assert_eq!(
-        support::metric(addr, &support::open_series("counter", "sse")).await,
-        1
+    let open = support::metric(server.local_addr(), &support::open_series("counter", "sse")).await;
+    assert_eq!(open, 1);
+}
+
+#[tokio::test]
+async fn dashboard_page_shows_the_servers_live_counters_in_chromium() {
+    let Some((server, _browser, mut page)) = open_page("/pages/dashboard").await else {
+        return;
+    };
+    let addr = server.local_addr();
+    let open = "document.getElementById('open').textContent";
+    // The dashboard's own stream is one open connection.
+    wait_number(&mut page, open, |v| v == 1).await;
+    let _extra = support::SseClient::connect(addr, "/sse/counter").await;
+    let _socket = support::ws(addr, "/ws/echo").await;
+    wait_number(&mut page, open, |v| v == 3).await;
+    let rows = page
+        .eval("document.querySelectorAll('#rows tr').length")
+        .await;
+    assert_eq!(rows, 10, "one row per scenario");
+    assert!(
+        page.problems.is_empty(),
+        "console errors: {:?}",
+        page.problems
     );
 }

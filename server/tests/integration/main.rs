@@ -5,6 +5,7 @@ mod browser;
 mod cli;
 mod limits;
 mod metrics_exact;
+mod pages;
 mod shutdown;
 mod sse;
 mod support;

@@ -51,6 +51,25 @@ async fn counter_resumes_after_last_event_id() {
 }
 
 #[tokio::test]
+async fn counter_resuming_from_the_largest_id_does_not_overflow() {
+    let server = support::start(support::config()).await;
+    let max = u64::MAX.to_string();
+    let mut client = SseClient::open(
+        server.local_addr(),
+        "/sse/counter?interval_ms=1",
+        &[("last-event-id", &max)],
+    )
+    .await;
+    assert_eq!(client.status, StatusCode::OK);
+    for _ in 0..3 {
+        assert_eq!(
+            Stamp::decode(&client.next().await.data).map(|s| s.seq),
+            Ok(u64::MAX)
+        );
+    }
+}
+
+#[tokio::test]
 async fn counter_rejects_bad_parameters_with_a_message() {
     let server = support::start(support::config()).await;
     let addr = server.local_addr();
