@@ -327,7 +327,7 @@ impl Metrics {
     pub fn render(&self, limit: usize) -> String {
         let mut out = String::with_capacity(8 * 1024);
         type Get = fn(&ScenarioMetrics) -> u64;
-        let per_scenario: [(&str, &str, &str, Get); 9] = [
+        let per_scenario: [(&str, &str, &str, Get); 8] = [
             (
                 "rt_connections_open",
                 "gauge",
@@ -373,36 +373,34 @@ impl Metrics {
             (
                 "rt_messages_dropped_total",
                 "counter",
-                "Messages dropped because a client queue was full.",
+                "Messages a client could not get: queue full, or evicted from the replay ring.",
                 |m| m.dropped.load(Relaxed),
-            ),
-            (
-                "rt_connections_closed_total",
-                "counter",
-                "Connections closed, by reason.",
-                |_| 0,
             ),
         ];
         for (name, kind, help, get) in per_scenario {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for m in &self.scenarios {
                 let (s, p) = (m.scenario.name(), m.scenario.protocol());
-                if name == "rt_connections_closed_total" {
-                    for reason in CloseReason::ALL {
-                        let v = m.closed[reason.index()].load(Relaxed);
-                        let r = reason.name();
-                        let _ = writeln!(
-                            out,
-                            "{name}{{scenario=\"{s}\",protocol=\"{p}\",reason=\"{r}\"}} {v}"
-                        );
-                    }
-                } else {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{scenario=\"{s}\",protocol=\"{p}\"}} {}",
-                        get(m)
-                    );
-                }
+                let _ = writeln!(
+                    out,
+                    "{name}{{scenario=\"{s}\",protocol=\"{p}\"}} {}",
+                    get(m)
+                );
+            }
+        }
+        let name = "rt_connections_closed_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Connections closed, by reason.\n# TYPE {name} counter"
+        );
+        for m in &self.scenarios {
+            let (s, p) = (m.scenario.name(), m.scenario.protocol());
+            for reason in CloseReason::ALL {
+                let (r, v) = (reason.name(), m.closed[reason.index()].load(Relaxed));
+                let _ = writeln!(
+                    out,
+                    "{name}{{scenario=\"{s}\",protocol=\"{p}\",reason=\"{r}\"}} {v}"
+                );
             }
         }
         let name = "rt_connections_rejected_total";

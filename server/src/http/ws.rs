@@ -12,7 +12,7 @@ use crate::app::AppState;
 use crate::metrics::{CloseReason, Scenario};
 use crate::ws::chat::Chat;
 use crate::ws::echo::Echo;
-use crate::ws::groups::{Outbox, mailbox};
+use crate::ws::groups::{Membership, Outbox, mailbox};
 use crate::ws::pubsub::{self as topics, PubSub};
 use crate::ws::rooms::Rooms;
 use crate::ws::{SessionSettings, WsScenario, run_session};
@@ -105,7 +105,7 @@ pub(crate) async fn rooms(req: &mut Request, depot: &mut Depot, res: &mut Respon
     upgrade(req, depot, res, Scenario::Rooms, |app| {
         let (inbox, outbox) = mailbox(app.config.client_queue);
         (
-            Rooms::new(Arc::clone(&app.rooms), inbox),
+            Rooms(Membership::new(Arc::clone(&app.rooms), inbox)),
             Some(outbox),
             Vec::new(),
         )
@@ -119,7 +119,7 @@ pub(crate) async fn pubsub(req: &mut Request, depot: &mut Depot, res: &mut Respo
     upgrade(req, depot, res, Scenario::PubSub, |app| {
         let (inbox, outbox) = mailbox(app.config.client_queue);
         (
-            PubSub::new(Arc::clone(&app.pubsub), inbox),
+            PubSub(Membership::new(Arc::clone(&app.pubsub), inbox)),
             Some(outbox),
             Vec::new(),
         )

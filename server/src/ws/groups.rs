@@ -4,7 +4,7 @@
 //! Delivery never blocks the sender: a full client queue drops the message for that client,
 //! counts it, and the client is told how many it missed before its next message.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -119,6 +119,70 @@ impl Groups {
     }
 }
 
+/// One client's memberships in a [`Groups`] hub, bounded and left on drop.
+#[derive(Debug)]
+pub(crate) struct Membership {
+    hub: Arc<Groups>,
+    inbox: Inbox,
+    id: u64,
+    joined: HashSet<String>,
+}
+
+/// Joining would put the client in more than [`MAX_GROUPS_PER_CLIENT`] groups.
+#[derive(Debug)]
+pub(crate) struct TooManyGroups;
+
+impl Membership {
+    /// A new client of `hub` receiving through `inbox`.
+    pub(crate) fn new(hub: Arc<Groups>, inbox: Inbox) -> Self {
+        let id = hub.client_id();
+        Self {
+            hub,
+            inbox,
+            id,
+            joined: HashSet::new(),
+        }
+    }
+
+    /// This client's id in the hub.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The hub.
+    pub(crate) fn hub(&self) -> &Groups {
+        &self.hub
+    }
+
+    /// Whether the client is in `group`.
+    pub(crate) fn is_in(&self, group: &str) -> bool {
+        self.joined.contains(group)
+    }
+
+    /// Joins `group` (idempotent); returns its member count.
+    pub(crate) fn join(&mut self, group: &str) -> Result<usize, TooManyGroups> {
+        if !self.joined.contains(group) && self.joined.len() >= MAX_GROUPS_PER_CLIENT {
+            return Err(TooManyGroups);
+        }
+        self.joined.insert(group.to_owned());
+        Ok(self.hub.join(group, self.id, &self.inbox))
+    }
+
+    /// Leaves `group` (idempotent).
+    pub(crate) fn leave(&mut self, group: &str) {
+        self.hub.leave(group, self.id);
+        self.joined.remove(group);
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        for group in &self.joined {
+            self.hub.leave(group, self.id);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +202,30 @@ mod tests {
         assert!(groups.leave("r", 1));
         assert!(!groups.leave("r", 1));
         assert_eq!(groups.publish("r", None, &msg), 0);
+    }
+
+    #[test]
+    fn membership_is_bounded_and_left_on_drop() {
+        let hub = Arc::new(Groups::new(Metrics::default().scenario(Scenario::PubSub)));
+        let (inbox, _outbox) = mailbox(4);
+        let mut member = Membership::new(Arc::clone(&hub), inbox);
+        for i in 0..MAX_GROUPS_PER_CLIENT {
+            assert_eq!(member.join(&format!("g{i}")).ok(), Some(1));
+        }
+        assert!(member.join("one-too-many").is_err());
+        assert_eq!(
+            member.join("g0").ok(),
+            Some(1),
+            "rejoining is not a new group"
+        );
+        member.leave("g0");
+        assert!(member.join("now-fits").is_ok());
+        drop(member);
+        assert!(
+            hub.members
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_empty()
+        );
     }
 }

@@ -7,13 +7,12 @@
 //! `{"type":"message","topic":t,"data":…}`; `POST /publish/{topic}` with a JSON body
 //! delivers the same message with the body as `data`.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use salvo::websocket::Message;
 use serde_json::{Value, json};
 
-use super::groups::{Groups, Inbox, MAX_GROUPS_PER_CLIENT};
+use super::groups::{Groups, MAX_GROUPS_PER_CLIENT, Membership};
 use super::{WsScenario, error_reply, group_name, parse_command};
 
 /// Delivers `data` to the subscribers of `topic`; returns how many queues took it.
@@ -25,24 +24,7 @@ pub(crate) fn publish(hub: &Groups, topic: &str, data: &Value) -> usize {
 
 /// One client's subscriptions.
 #[derive(Debug)]
-pub(crate) struct PubSub {
-    hub: Arc<Groups>,
-    inbox: Inbox,
-    id: u64,
-    topics: HashSet<String>,
-}
-
-impl PubSub {
-    pub(crate) fn new(hub: Arc<Groups>, inbox: Inbox) -> Self {
-        let id = hub.client_id();
-        Self {
-            hub,
-            inbox,
-            id,
-            topics: HashSet::new(),
-        }
-    }
-}
+pub(crate) struct PubSub(pub(crate) Membership);
 
 impl WsScenario for PubSub {
     fn on_text(&mut self, text: &str) -> Vec<Message> {
@@ -54,25 +36,23 @@ impl WsScenario for PubSub {
             Ok(topic) => topic,
             Err(reply) => return vec![reply],
         };
+        let member = &mut self.0;
         let reply = match kind.as_str() {
-            "subscribe" => {
-                if !self.topics.contains(&topic) && self.topics.len() >= MAX_GROUPS_PER_CLIENT {
-                    return vec![error_reply(&format!(
-                        "a client may subscribe to at most {MAX_GROUPS_PER_CLIENT} topics"
-                    ))];
+            "subscribe" => match member.join(&topic) {
+                Ok(_) => json!({"type": "subscribed", "topic": topic}),
+                Err(_) => {
+                    let msg =
+                        format!("a client may subscribe to at most {MAX_GROUPS_PER_CLIENT} topics");
+                    return vec![error_reply(&msg)];
                 }
-                self.hub.join(&topic, self.id, &self.inbox);
-                self.topics.insert(topic.clone());
-                json!({"type": "subscribed", "topic": topic})
-            }
+            },
             "unsubscribe" => {
-                self.hub.leave(&topic, self.id);
-                self.topics.remove(&topic);
+                member.leave(&topic);
                 json!({"type": "unsubscribed", "topic": topic})
             }
             "publish" => {
                 let data = map.remove("data").unwrap_or(Value::Null);
-                let delivered = publish(&self.hub, &topic, &data);
+                let delivered = publish(member.hub(), &topic, &data);
                 json!({"type": "published", "topic": topic, "delivered": delivered})
             }
             other => {
@@ -82,13 +62,5 @@ impl WsScenario for PubSub {
             }
         };
         vec![Message::text(reply.to_string())]
-    }
-}
-
-impl Drop for PubSub {
-    fn drop(&mut self) {
-        for topic in &self.topics {
-            self.hub.leave(topic, self.id);
-        }
     }
 }

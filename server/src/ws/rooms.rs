@@ -5,35 +5,17 @@
 //! `{"type":"joined","room":r,"members":n}`, `{"type":"left","room":r}`, errors as
 //! `{"type":"error","message":…}`. Members get `{"type":"broadcast","room":r,"from":id, …}`.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use salvo::websocket::Message;
 use serde_json::{Value, json};
 
-use super::groups::{Groups, Inbox, MAX_GROUPS_PER_CLIENT};
+use super::groups::{MAX_GROUPS_PER_CLIENT, Membership};
 use super::{WsScenario, error_reply, group_name, parse_command};
 
 /// One client's room memberships.
 #[derive(Debug)]
-pub(crate) struct Rooms {
-    hub: Arc<Groups>,
-    inbox: Inbox,
-    id: u64,
-    joined: HashSet<String>,
-}
-
-impl Rooms {
-    pub(crate) fn new(hub: Arc<Groups>, inbox: Inbox) -> Self {
-        let id = hub.client_id();
-        Self {
-            hub,
-            inbox,
-            id,
-            joined: HashSet::new(),
-        }
-    }
-}
+pub(crate) struct Rooms(pub(crate) Membership);
 
 impl WsScenario for Rooms {
     fn on_text(&mut self, text: &str) -> Vec<Message> {
@@ -45,31 +27,27 @@ impl WsScenario for Rooms {
             Ok(room) => room,
             Err(reply) => return vec![reply],
         };
+        let member = &mut self.0;
         let reply = match kind.as_str() {
-            "join" => {
-                if !self.joined.contains(&room) && self.joined.len() >= MAX_GROUPS_PER_CLIENT {
-                    return vec![error_reply(&format!(
-                        "a client may be in at most {MAX_GROUPS_PER_CLIENT} rooms"
-                    ))];
+            "join" => match member.join(&room) {
+                Ok(members) => json!({"type": "joined", "room": room, "members": members}),
+                Err(_) => {
+                    let msg = format!("a client may be in at most {MAX_GROUPS_PER_CLIENT} rooms");
+                    return vec![error_reply(&msg)];
                 }
-                let members = self.hub.join(&room, self.id, &self.inbox);
-                self.joined.insert(room.clone());
-                json!({"type": "joined", "room": room, "members": members})
-            }
+            },
             "leave" => {
-                self.hub.leave(&room, self.id);
-                self.joined.remove(&room);
+                member.leave(&room);
                 json!({"type": "left", "room": room})
             }
             "broadcast" => {
-                if !self.joined.contains(&room) {
-                    return vec![error_reply(&format!(
-                        "join room \"{room}\" before broadcasting to it"
-                    ))];
+                if !member.is_in(&room) {
+                    let msg = format!("join room \"{room}\" before broadcasting to it");
+                    return vec![error_reply(&msg)];
                 }
-                map.insert("from".to_owned(), Value::from(self.id));
+                map.insert("from".to_owned(), Value::from(member.id()));
                 let out: Arc<str> = Arc::from(Value::Object(map).to_string());
-                self.hub.publish(&room, Some(self.id), &out);
+                member.hub().publish(&room, Some(member.id()), &out);
                 return Vec::new();
             }
             other => {
@@ -79,13 +57,5 @@ impl WsScenario for Rooms {
             }
         };
         vec![Message::text(reply.to_string())]
-    }
-}
-
-impl Drop for Rooms {
-    fn drop(&mut self) {
-        for room in &self.joined {
-            self.hub.leave(room, self.id);
-        }
     }
 }
