@@ -1,0 +1,900 @@
+//! Scenario files: TOML describing client groups, publishers, run timing and thresholds.
+//!
+//! [`load`] reads and validates a file into a [`Scenario`]; every error names the file, line,
+//! column and field and says what is allowed. Unknown fields are errors. The format is
+//! documented in the README ("Scenario files").
+
+mod raw;
+pub mod threshold;
+pub(crate) mod units;
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use toml::Spanned;
+use wire::{StampFields, TimeUnit};
+
+pub use threshold::{Op, Subject, Threshold};
+use units::{format_duration, parse_duration};
+
+/// Most connections one client group may ask for.
+pub const MAX_GROUP_COUNT: u32 = 1_000_000;
+/// Largest payload a message may be padded to, in bytes.
+pub const MAX_PAYLOAD_BYTES: usize = 16 << 20;
+
+/// A scenario that failed to load.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("{path}: cannot read scenario: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid (syntax, types, unknown fields, values out of range).
+    #[error("{path}:{line}:{column}: {field}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The field at fault (a dotted path such as `clients[2].count`).
+        field: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+}
+
+/// Transport of a client group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Server-Sent Events over HTTP/1.1.
+    Sse,
+    /// WebSocket.
+    Ws,
+}
+
+/// Transport of a publisher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishVia {
+    /// One `POST` per message (on a keep-alive connection).
+    Http,
+    /// Text messages on one WebSocket.
+    Ws,
+}
+
+/// How connections arrive (open model: arrivals do not wait for earlier connects).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Arrival {
+    /// `arrival_rate` connections per second.
+    Rate(f64),
+    /// All connections spread evenly over this duration.
+    Ramp(Duration),
+}
+
+/// What a connection is expected to receive, for loss accounting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// A per-stream sequence from the server (counter, stocks): holes are gaps.
+    Stream,
+    /// Every message of the named publisher, seq 1..=sent.
+    Publisher(String),
+    /// Every message the other connections of this group sent (chat, rooms).
+    Peers,
+    /// An echo of every message this connection sent.
+    Echo,
+    /// Nothing in particular: count what arrives.
+    Nothing,
+}
+
+/// Which latency received messages are recorded as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Latency {
+    /// `delivery`: receive time minus the stamp.
+    Delivery,
+    /// `ws_rtt`: receive time of an echo minus its (intended) send time.
+    Rtt,
+}
+
+/// Where the stamp lives in a received message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StampSpec {
+    /// Field names and unit.
+    pub fields: StampFields,
+    /// JSON pointer to the object holding the fields (`""`: the message itself).
+    pub pointer: String,
+}
+
+/// Messages a connection sends at a fixed rate (open model, stamped with the intended slot).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendSpec {
+    /// Messages per second per connection.
+    pub rate: f64,
+    /// Pad each message to at least this many bytes.
+    pub payload_bytes: usize,
+    /// JSON object fields sent with every message (the stamp is added).
+    pub template: Map<String, Value>,
+    /// SSE only: path to POST to, `{id}` replaced by the id from `id_event`.
+    pub path: Option<String>,
+    /// SSE only: event whose JSON data has the connection's `id`.
+    pub id_event: String,
+}
+
+/// A group of identical connections.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientGroup {
+    /// Name used in outputs.
+    pub name: String,
+    /// Transport.
+    pub protocol: Protocol,
+    /// Request path (with query).
+    pub path: String,
+    /// Number of connections.
+    pub count: u32,
+    /// How connections arrive.
+    pub arrival: Arrival,
+    /// Close each connection this long after it opened (`None`: at the end of the run).
+    pub hold: Option<Duration>,
+    /// Drop and reopen each connection at this interval.
+    pub churn: Option<Duration>,
+    /// Loss accounting.
+    pub expect: Expect,
+    /// Latency kind of received messages.
+    pub latency: Latency,
+    /// SSE: reconnect after a drop, honouring `retry` and sending `Last-Event-ID`.
+    pub reconnect: bool,
+    /// SSE: event types that carry measured messages.
+    pub events: Vec<String>,
+    /// WS: JSON `type` values that carry measured messages (empty: any stamped message).
+    pub types: Vec<String>,
+    /// Stamp location.
+    pub stamp: StampSpec,
+    /// WS: text messages sent right after connecting.
+    pub on_connect: Vec<String>,
+    /// Messages this group sends.
+    pub send: Option<SendSpec>,
+}
+
+/// A source of stamped messages at a fixed rate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publisher {
+    /// Name used by `expect = "publisher:<name>"`.
+    pub name: String,
+    /// Transport.
+    pub via: PublishVia,
+    /// Path to POST to or WebSocket path.
+    pub path: String,
+    /// Messages per second.
+    pub rate: f64,
+    /// Pad each message to at least this many bytes.
+    pub payload_bytes: usize,
+    /// JSON fields sent with every message.
+    pub template: Map<String, Value>,
+    /// WS: messages sent right after connecting.
+    pub on_connect: Vec<String>,
+}
+
+/// Timing of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunSpec {
+    /// Measurements before this (after connections are up) are discarded.
+    pub warmup: Duration,
+    /// Length of the measured phase.
+    pub duration: Duration,
+    /// Hard limit for the whole run, connecting and draining included.
+    pub time_limit: Duration,
+}
+
+/// Settings of the bundled target server (ignored for `--target`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// `--max-connections`
+    pub max_connections: Option<u64>,
+    /// `--client-queue`
+    pub client_queue: Option<u64>,
+    /// `--replay-capacity`
+    pub replay_capacity: Option<u64>,
+    /// `--keepalive-secs`
+    pub keepalive: Option<Duration>,
+    /// `--ping-secs`
+    pub ping: Option<Duration>,
+    /// `--retry-ms`
+    pub retry: Option<Duration>,
+    /// `--max-message-bytes`
+    pub max_message_bytes: Option<u64>,
+}
+
+impl ServerSettings {
+    /// Command-line flags for `loadgen serve` / `rt-server`.
+    #[must_use]
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        let mut push = |flag: &str, value: Option<String>| {
+            if let Some(v) = value {
+                args.push(format!("--{flag}={v}"));
+            }
+        };
+        push(
+            "max-connections",
+            self.max_connections.map(|v| v.to_string()),
+        );
+        push("client-queue", self.client_queue.map(|v| v.to_string()));
+        push(
+            "replay-capacity",
+            self.replay_capacity.map(|v| v.to_string()),
+        );
+        push(
+            "keepalive-secs",
+            self.keepalive.map(|d| d.as_secs_f64().to_string()),
+        );
+        push("ping-secs", self.ping.map(|d| d.as_secs_f64().to_string()));
+        push("retry-ms", self.retry.map(|d| d.as_millis().to_string()));
+        push(
+            "max-message-bytes",
+            self.max_message_bytes.map(|v| v.to_string()),
+        );
+        args
+    }
+}
+
+/// A validated scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// Short name (defaults to the file stem).
+    pub name: String,
+    /// What it models.
+    pub description: String,
+    /// Target server; `None`: start the bundled server.
+    pub target: Option<SocketAddr>,
+    /// Timing.
+    pub run: RunSpec,
+    /// Bundled server settings.
+    pub server: ServerSettings,
+    /// Client groups.
+    pub clients: Vec<ClientGroup>,
+    /// Publishers.
+    pub publishers: Vec<Publisher>,
+    /// Pass/fail rules.
+    pub thresholds: Vec<Threshold>,
+}
+
+/// Reads and validates a scenario file.
+///
+/// # Errors
+/// [`ScenarioError`] naming file, line, column and field.
+pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Validates scenario text; `path` is used in messages and for the default name.
+///
+/// # Errors
+/// [`ScenarioError::Invalid`] naming line, column and field.
+pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+    let ctx = Ctx { path, text };
+    let raw: raw::RawScenario = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let message = e
+            .message()
+            .trim()
+            .replace("expected i64", "expected an integer")
+            .replace("expected f64", "expected a number");
+        ctx.error(span, &field_of(&message), message)
+    })?;
+    validate(&ctx, raw)
+}
+
+/// Best guess of the field a serde message is about, for the error's `field` part.
+fn field_of(message: &str) -> String {
+    message
+        .split('`')
+        .nth(1)
+        .map_or_else(|| "file".to_owned(), str::to_owned)
+}
+
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn error(
+        &self,
+        span: std::ops::Range<usize>,
+        field: &str,
+        message: impl Into<String>,
+    ) -> ScenarioError {
+        let before = &self.text[..span.start.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        ScenarioError::Invalid {
+            path: self.path.to_owned(),
+            line,
+            column,
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn duration(&self, value: &Spanned<String>, field: &str) -> Result<Duration, ScenarioError> {
+        parse_duration(value.get_ref()).map_err(|m| self.error(value.span(), field, m))
+    }
+
+    fn positive_duration(
+        &self,
+        value: &Spanned<String>,
+        field: &str,
+    ) -> Result<Duration, ScenarioError> {
+        let d = self.duration(value, field)?;
+        if d.is_zero() {
+            return Err(self.error(value.span(), field, "must be longer than 0"));
+        }
+        Ok(d)
+    }
+
+    fn int_in(
+        &self,
+        value: &Spanned<i64>,
+        field: &str,
+        min: i64,
+        max: i64,
+    ) -> Result<u64, ScenarioError> {
+        let v = *value.get_ref();
+        if v < min || v > max {
+            return Err(self.error(
+                value.span(),
+                field,
+                format!("must be from {min} to {max}, got {v}"),
+            ));
+        }
+        u64::try_from(v).map_err(|_| self.error(value.span(), field, "must not be negative"))
+    }
+
+    fn rate(&self, value: &Spanned<f64>, field: &str) -> Result<f64, ScenarioError> {
+        let v = *value.get_ref();
+        if !(v.is_finite() && v > 0.0 && v <= 1_000_000.0) {
+            return Err(self.error(
+                value.span(),
+                field,
+                format!("must be a rate per second above 0 and at most 1000000, got {v}"),
+            ));
+        }
+        Ok(v)
+    }
+
+    fn path(&self, value: &Spanned<String>, field: &str) -> Result<String, ScenarioError> {
+        let p = value.get_ref();
+        if !p.starts_with('/') || p.contains(char::is_whitespace) {
+            return Err(self.error(
+                value.span(),
+                field,
+                format!("must be a request path starting with `/` and without spaces, got {p:?}"),
+            ));
+        }
+        Ok(p.clone())
+    }
+
+    fn template(
+        &self,
+        value: Option<&Spanned<String>>,
+        field: &str,
+    ) -> Result<Map<String, Value>, ScenarioError> {
+        let Some(value) = value else {
+            return Ok(Map::new());
+        };
+        match serde_json::from_str::<Value>(value.get_ref()) {
+            Ok(Value::Object(map)) => {
+                if map.contains_key("seq") || map.contains_key("ts") {
+                    return Err(self.error(
+                        value.span(),
+                        field,
+                        "must not set `seq` or `ts`: loadgen stamps every message",
+                    ));
+                }
+                Ok(map)
+            }
+            _ => Err(self.error(
+                value.span(),
+                field,
+                "must be a JSON object, e.g. '{\"type\":\"chat\"}'",
+            )),
+        }
+    }
+
+    fn payload(&self, value: Option<&Spanned<i64>>, field: &str) -> Result<usize, ScenarioError> {
+        value.map_or(Ok(0), |v| {
+            let max = i64::try_from(MAX_PAYLOAD_BYTES).unwrap_or(i64::MAX);
+            self.int_in(v, field, 0, max)
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+        })
+    }
+}
+
+fn validate(ctx: &Ctx<'_>, raw: raw::RawScenario) -> Result<Scenario, ScenarioError> {
+    let name = raw.name.unwrap_or_else(|| {
+        ctx.path.file_stem().map_or_else(
+            || "scenario".to_owned(),
+            |s| s.to_string_lossy().into_owned(),
+        )
+    });
+    let target = raw
+        .target
+        .as_ref()
+        .map(|t| parse_target(ctx, t))
+        .transpose()?;
+    let run = validate_run(ctx, &raw.run)?;
+    let server = validate_server(ctx, &raw.server)?;
+    let mut publishers = Vec::new();
+    for (i, p) in raw.publishers.iter().enumerate() {
+        let publisher = validate_publisher(ctx, i, p)?;
+        if publishers
+            .iter()
+            .any(|q: &Publisher| q.name == publisher.name)
+        {
+            return Err(ctx.error(
+                p.span(),
+                &format!("publishers[{i}].name"),
+                format!("duplicate publisher name `{}`", publisher.name),
+            ));
+        }
+        publishers.push(publisher);
+    }
+    if raw.clients.is_empty() {
+        return Err(ctx.error(
+            0..0,
+            "clients",
+            "a scenario needs at least one [[clients]] group",
+        ));
+    }
+    let mut clients = Vec::new();
+    for (i, c) in raw.clients.iter().enumerate() {
+        let group = validate_group(ctx, i, c, &publishers)?;
+        if clients.iter().any(|g: &ClientGroup| g.name == group.name) {
+            return Err(ctx.error(
+                c.span(),
+                &format!("clients[{i}].name"),
+                format!("duplicate group name `{}`", group.name),
+            ));
+        }
+        clients.push(group);
+    }
+    let mut thresholds = Vec::new();
+    for (i, t) in raw.thresholds.iter().enumerate() {
+        let rule = threshold::parse(t.get_ref())
+            .map_err(|m| ctx.error(t.span(), &format!("thresholds[{i}]"), m))?;
+        thresholds.push(rule);
+    }
+    Ok(Scenario {
+        name,
+        description: raw.description.unwrap_or_default(),
+        target,
+        run,
+        server,
+        clients,
+        publishers,
+        thresholds,
+    })
+}
+
+fn parse_target(ctx: &Ctx<'_>, value: &Spanned<String>) -> Result<SocketAddr, ScenarioError> {
+    let text = value.get_ref();
+    let bad = |m: String| ctx.error(value.span(), "target", m);
+    let rest = text.strip_prefix("http://").ok_or_else(|| {
+        bad(format!(
+            "must be an http:// URL such as \"http://127.0.0.1:8080\", got {text:?}"
+        ))
+    })?;
+    let authority = rest.trim_end_matches('/');
+    if authority.contains('/') {
+        return Err(bad(
+            "must not contain a path: paths belong to each group".to_owned()
+        ));
+    }
+    let authority = authority.replacen("localhost", "127.0.0.1", 1);
+    let addr: SocketAddr = authority
+        .parse()
+        .or_else(|_| authority.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 80)))
+        .map_err(|_| bad(format!("must be http://<IP address or localhost>[:port], got {text:?} (host names are not resolved)")))?;
+    Ok(addr)
+}
+
+fn validate_run(ctx: &Ctx<'_>, run: &Spanned<raw::RawRun>) -> Result<RunSpec, ScenarioError> {
+    let r = run.get_ref();
+    let warmup = r
+        .warmup
+        .as_ref()
+        .map_or(Ok(Duration::ZERO), |w| ctx.duration(w, "run.warmup"))?;
+    let duration = ctx.positive_duration(&r.duration, "run.duration")?;
+    let default_limit = warmup + duration * 2 + Duration::from_secs(60);
+    let time_limit = r.time_limit.as_ref().map_or(Ok(default_limit), |t| {
+        ctx.positive_duration(t, "run.time_limit")
+    })?;
+    if time_limit < warmup + duration {
+        let span = r.time_limit.as_ref().map_or(run.span(), Spanned::span);
+        return Err(ctx.error(
+            span,
+            "run.time_limit",
+            format!(
+                "must be at least warmup + duration ({})",
+                format_duration(warmup + duration)
+            ),
+        ));
+    }
+    Ok(RunSpec {
+        warmup,
+        duration,
+        time_limit,
+    })
+}
+
+fn validate_server(ctx: &Ctx<'_>, s: &raw::RawServer) -> Result<ServerSettings, ScenarioError> {
+    let int = |v: &Option<Spanned<i64>>, field: &str, max: i64| {
+        v.as_ref().map(|v| ctx.int_in(v, field, 1, max)).transpose()
+    };
+    let dur = |v: &Option<Spanned<String>>, field: &str| {
+        v.as_ref()
+            .map(|v| ctx.positive_duration(v, field))
+            .transpose()
+    };
+    Ok(ServerSettings {
+        max_connections: int(&s.max_connections, "server.max_connections", 1_000_000)?,
+        client_queue: int(&s.client_queue, "server.client_queue", 1_000_000)?,
+        replay_capacity: int(&s.replay_capacity, "server.replay_capacity", 10_000_000)?,
+        keepalive: dur(&s.keepalive, "server.keepalive")?,
+        ping: dur(&s.ping, "server.ping")?,
+        retry: dur(&s.retry, "server.retry")?,
+        max_message_bytes: int(&s.max_message_bytes, "server.max_message_bytes", 1 << 30)?,
+    })
+}
+
+fn validate_publisher(
+    ctx: &Ctx<'_>,
+    i: usize,
+    p: &Spanned<raw::RawPublisher>,
+) -> Result<Publisher, ScenarioError> {
+    let f = |name: &str| format!("publishers[{i}].{name}");
+    let r = p.get_ref();
+    let via = match r.protocol.get_ref().as_str() {
+        "http" => PublishVia::Http,
+        "ws" => PublishVia::Ws,
+        other => {
+            return Err(ctx.error(
+                r.protocol.span(),
+                &f("protocol"),
+                format!("must be \"http\" or \"ws\", got {other:?}"),
+            ));
+        }
+    };
+    if via == PublishVia::Http && !r.on_connect.is_empty() {
+        return Err(ctx.error(
+            r.on_connect[0].span(),
+            &f("on_connect"),
+            "only WebSocket publishers send on_connect messages",
+        ));
+    }
+    Ok(Publisher {
+        name: r
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("publisher{}", i + 1)),
+        via,
+        path: ctx.path(&r.path, &f("path"))?,
+        rate: ctx.rate(&r.rate, &f("rate"))?,
+        payload_bytes: ctx.payload(r.payload_bytes.as_ref(), &f("payload_bytes"))?,
+        template: ctx.template(r.message.as_ref(), &f("message"))?,
+        on_connect: r.on_connect.iter().map(|m| m.get_ref().clone()).collect(),
+    })
+}
+
+fn validate_group(
+    ctx: &Ctx<'_>,
+    i: usize,
+    c: &Spanned<raw::RawClients>,
+    publishers: &[Publisher],
+) -> Result<ClientGroup, ScenarioError> {
+    let f = |name: &str| format!("clients[{i}].{name}");
+    let r = c.get_ref();
+    let protocol = match r.protocol.get_ref().as_str() {
+        "sse" => Protocol::Sse,
+        "ws" => Protocol::Ws,
+        other => {
+            return Err(ctx.error(
+                r.protocol.span(),
+                &f("protocol"),
+                format!("must be \"sse\" or \"ws\", got {other:?}"),
+            ));
+        }
+    };
+    let count = ctx.int_in(&r.count, &f("count"), 1, i64::from(MAX_GROUP_COUNT))?;
+    let count = u32::try_from(count).unwrap_or(MAX_GROUP_COUNT);
+    let arrival = match (&r.arrival_rate, &r.ramp) {
+        (Some(_), Some(ramp)) => {
+            return Err(ctx.error(
+                ramp.span(),
+                &f("ramp"),
+                "give either arrival_rate or ramp, not both",
+            ));
+        }
+        (Some(rate), None) => Arrival::Rate(ctx.rate(rate, &f("arrival_rate"))?),
+        (None, Some(ramp)) => Arrival::Ramp(ctx.duration(ramp, &f("ramp"))?),
+        (None, None) => Arrival::Rate(1000.0),
+    };
+    let hold = r
+        .hold
+        .as_ref()
+        .map(|h| ctx.positive_duration(h, &f("hold")))
+        .transpose()?;
+    let churn = r
+        .churn
+        .as_ref()
+        .map(|h| ctx.positive_duration(h, &f("churn")))
+        .transpose()?;
+    let ws_only = |present: bool, span: std::ops::Range<usize>, field: &str| {
+        if present && protocol == Protocol::Sse {
+            Err(ctx.error(span, &f(field), "applies to WebSocket groups only"))
+        } else {
+            Ok(())
+        }
+    };
+    ws_only(
+        !r.on_connect.is_empty(),
+        r.on_connect.first().map_or(0..0, Spanned::span),
+        "on_connect",
+    )?;
+    ws_only(
+        r.types.is_some(),
+        r.types.as_ref().map_or(0..0, Spanned::span),
+        "types",
+    )?;
+    if protocol == Protocol::Ws {
+        let sse_only = [
+            ("events", r.events.as_ref().map(Spanned::span)),
+            ("reconnect", r.reconnect.as_ref().map(Spanned::span)),
+            ("send_path", r.send_path.as_ref().map(Spanned::span)),
+            ("id_event", r.id_event.as_ref().map(Spanned::span)),
+        ];
+        if let Some((field, Some(span))) = sse_only.into_iter().find(|(_, s)| s.is_some()) {
+            return Err(ctx.error(span, &f(field), "applies to SSE groups only"));
+        }
+    }
+    let send = match &r.send_rate {
+        None => {
+            if let Some(p) = &r.send_path {
+                return Err(ctx.error(p.span(), &f("send_path"), "needs send_rate"));
+            }
+            None
+        }
+        Some(rate) => {
+            let path = r
+                .send_path
+                .as_ref()
+                .map(|p| ctx.path(p, &f("send_path")))
+                .transpose()?;
+            if protocol == Protocol::Sse && path.is_none() {
+                return Err(ctx.error(
+                    rate.span(),
+                    &f("send_rate"),
+                    "an SSE group sends by POST: give send_path too (e.g. \"/sse/chat/{id}\")",
+                ));
+            }
+            Some(SendSpec {
+                rate: ctx.rate(rate, &f("send_rate"))?,
+                payload_bytes: ctx.payload(r.payload_bytes.as_ref(), &f("payload_bytes"))?,
+                template: ctx.template(r.message.as_ref(), &f("message"))?,
+                path,
+                id_event: r
+                    .id_event
+                    .as_ref()
+                    .map_or_else(|| "user".to_owned(), |e| e.get_ref().clone()),
+            })
+        }
+    };
+    let latency = match r.latency.as_ref().map(|l| l.get_ref().as_str()) {
+        None | Some("delivery") => Latency::Delivery,
+        Some("rtt") if protocol == Protocol::Ws && send.is_some() => Latency::Rtt,
+        Some("rtt") => {
+            let span = r.latency.as_ref().map_or(0..0, Spanned::span);
+            return Err(ctx.error(
+                span,
+                &f("latency"),
+                "\"rtt\" needs a WebSocket group with send_rate",
+            ));
+        }
+        Some(other) => {
+            let span = r.latency.as_ref().map_or(0..0, Spanned::span);
+            return Err(ctx.error(
+                span,
+                &f("latency"),
+                format!("must be \"delivery\" or \"rtt\", got {other:?}"),
+            ));
+        }
+    };
+    let expect = match r.expect.as_ref().map(|e| e.get_ref().as_str()) {
+        None if latency == Latency::Rtt => Expect::Echo,
+        None if protocol == Protocol::Sse => Expect::Stream,
+        None => Expect::Nothing,
+        Some("stream") => Expect::Stream,
+        Some("peers") => Expect::Peers,
+        Some("echo") => Expect::Echo,
+        Some("none") => Expect::Nothing,
+        Some(other) => match other.strip_prefix("publisher:") {
+            Some(name) if publishers.iter().any(|p| p.name == name) => {
+                Expect::Publisher(name.to_owned())
+            }
+            _ => {
+                let span = r.expect.as_ref().map_or(0..0, Spanned::span);
+                let names: Vec<String> = publishers
+                    .iter()
+                    .map(|p| format!("\"publisher:{}\"", p.name))
+                    .collect();
+                return Err(ctx.error(span, &f("expect"), format!(
+                    "must be \"stream\", \"peers\", \"echo\", \"none\" or one of [{}], got {other:?}",
+                    names.join(", ")
+                )));
+            }
+        },
+    };
+    if matches!(expect, Expect::Peers | Expect::Echo) && send.is_none() {
+        let span = r.expect.as_ref().map_or(c.span(), Spanned::span);
+        return Err(ctx.error(span, &f("expect"), "\"peers\" and \"echo\" need send_rate"));
+    }
+    let stamp = match &r.stamp {
+        None => StampSpec {
+            fields: StampFields::default(),
+            pointer: String::new(),
+        },
+        Some(s) => {
+            let unit = match s.unit.as_ref().map(|u| u.get_ref().as_str()) {
+                None | Some("us") => TimeUnit::Us,
+                Some("ms") => TimeUnit::Ms,
+                Some("ns") => TimeUnit::Ns,
+                Some(other) => {
+                    let span = s.unit.as_ref().map_or(0..0, Spanned::span);
+                    return Err(ctx.error(
+                        span,
+                        &f("stamp.unit"),
+                        format!("must be \"ms\", \"us\" or \"ns\", got {other:?}"),
+                    ));
+                }
+            };
+            let pointer = s
+                .pointer
+                .as_ref()
+                .map_or(String::new(), |p| p.get_ref().clone());
+            if !(pointer.is_empty() || pointer.starts_with('/')) {
+                let span = s.pointer.as_ref().map_or(0..0, Spanned::span);
+                return Err(ctx.error(
+                    span,
+                    &f("stamp.pointer"),
+                    "must be a JSON pointer such as \"/data\" (or empty)",
+                ));
+            }
+            StampSpec {
+                fields: StampFields {
+                    seq: s.seq.clone().unwrap_or_else(|| "seq".to_owned()),
+                    ts: s.ts.clone().unwrap_or_else(|| "ts".to_owned()),
+                    unit,
+                },
+                pointer,
+            }
+        }
+    };
+    Ok(ClientGroup {
+        name: r.name.clone().unwrap_or_else(|| format!("group{}", i + 1)),
+        protocol,
+        path: ctx.path(&r.path, &f("path"))?,
+        count,
+        arrival,
+        hold,
+        churn,
+        expect,
+        latency,
+        reconnect: r.reconnect.as_ref().is_none_or(|v| *v.get_ref()),
+        events: r
+            .events
+            .as_ref()
+            .map_or_else(|| vec!["message".to_owned()], |e| e.get_ref().clone()),
+        types: r
+            .types
+            .as_ref()
+            .map_or_else(Vec::new, |t| t.get_ref().clone()),
+        stamp,
+        on_connect: r.on_connect.iter().map(|m| m.get_ref().clone()).collect(),
+        send,
+    })
+}
+
+impl Scenario {
+    /// Total connections over all groups.
+    #[must_use]
+    pub fn total_connections(&self) -> u64 {
+        self.clients.iter().map(|g| u64::from(g.count)).sum()
+    }
+
+    /// Caps every group at `max_clients` connections and the measured phase at `duration`
+    /// (for smoke runs and tests at small scale); the time limit shrinks to match.
+    pub fn scale_down(&mut self, max_clients: Option<u32>, duration: Option<Duration>) {
+        if let Some(max) = max_clients {
+            for group in &mut self.clients {
+                group.count = group.count.min(max.max(1));
+            }
+        }
+        if let Some(d) = duration {
+            self.run.duration = d;
+            self.run.warmup = self.run.warmup.min(d);
+            self.run.time_limit = self
+                .run
+                .time_limit
+                .min(self.run.warmup + d * 2 + Duration::from_secs(60))
+                .max(self.run.warmup + d);
+        }
+    }
+
+    /// A human-readable plan of what a run will do.
+    #[must_use]
+    pub fn plan(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "scenario {}: {}", self.name, self.description);
+        let target = self.target.map_or_else(
+            || "bundled server (started as a child process)".to_owned(),
+            |a| format!("http://{a}"),
+        );
+        let _ = writeln!(out, "target: {target}");
+        let _ = writeln!(
+            out,
+            "run: warm-up {}, measure {}, hard limit {}",
+            format_duration(self.run.warmup),
+            format_duration(self.run.duration),
+            format_duration(self.run.time_limit)
+        );
+        for g in &self.clients {
+            let arrival = match g.arrival {
+                Arrival::Rate(r) => format!("{r}/s"),
+                Arrival::Ramp(d) => format!("ramp over {}", format_duration(d)),
+            };
+            let proto = match g.protocol {
+                Protocol::Sse => "SSE",
+                Protocol::Ws => "WS",
+            };
+            let _ = write!(
+                out,
+                "clients {}: {} x {proto} {} (arrival {arrival}, expect {:?}",
+                g.name, g.count, g.path, g.expect
+            );
+            if let Some(s) = &g.send {
+                let _ = write!(out, ", send {}/s of {} B", s.rate, s.payload_bytes);
+            }
+            if let Some(c) = g.churn {
+                let _ = write!(out, ", churn every {}", format_duration(c));
+            }
+            let _ = writeln!(out, ")");
+        }
+        for p in &self.publishers {
+            let _ = writeln!(
+                out,
+                "publisher {}: {:?} {} at {}/s, {} B",
+                p.name, p.via, p.path, p.rate, p.payload_bytes
+            );
+        }
+        for t in &self.thresholds {
+            let _ = writeln!(out, "threshold: {t}");
+        }
+        let _ = writeln!(out, "connections: {}", self.total_connections());
+        out
+    }
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -1,0 +1,225 @@
+//! Validation: good files become plans; bad ones name line, column, field and what is allowed.
+
+use super::*;
+
+const GOOD: &str = r#"
+name = "t"
+thresholds = ["delivery.p99 < 50ms", "gaps == 0"]
+
+[run]
+warmup = "1s"
+duration = "5s"
+
+[[publishers]]
+name = "pub"
+protocol = "http"
+path = "/sse/notifications"
+rate = 10
+payload_bytes = 100
+
+[[clients]]
+name = "subs"
+protocol = "sse"
+path = "/sse/notifications"
+count = 20
+arrival_rate = 100
+events = ["notification"]
+expect = "publisher:pub"
+
+[[clients]]
+protocol = "ws"
+path = "/ws/echo"
+count = 2
+ramp = "1s"
+send_rate = 5
+latency = "rtt"
+"#;
+
+fn parse_str(text: &str) -> Result<Scenario, ScenarioError> {
+    parse(text, Path::new("test.toml"))
+}
+
+#[test]
+fn a_good_file_becomes_a_plan() {
+    let s = parse_str(GOOD).expect("valid");
+    assert_eq!(s.clients.len(), 2);
+    assert_eq!(s.clients[0].expect, Expect::Publisher("pub".into()));
+    assert_eq!(s.clients[1].expect, Expect::Echo);
+    assert_eq!(s.clients[1].name, "group2");
+    assert_eq!(s.clients[1].arrival, Arrival::Ramp(Duration::from_secs(1)));
+    assert_eq!(s.run.time_limit, Duration::from_secs(1 + 10 + 60));
+    assert_eq!(s.total_connections(), 22);
+    assert!(s.plan().contains("20 x SSE /sse/notifications"));
+    assert_eq!(s.thresholds.len(), 2);
+}
+
+/// (what to change in GOOD, expected line, expected field, expected words in the message)
+fn bad(from: &str, to: &str, line: usize, field: &str, words: &str) {
+    let text = GOOD.replacen(from, to, 1);
+    assert_ne!(text, GOOD, "replacement of {from:?} did not apply");
+    match parse_str(&text) {
+        Err(ScenarioError::Invalid {
+            line: l,
+            field: f,
+            message,
+            ..
+        }) => {
+            assert_eq!(
+                (l, f.as_str()),
+                (line, field),
+                "{from:?} -> {to:?}: {message}"
+            );
+            assert!(message.contains(words), "{from:?} -> {to:?}: {message}");
+        }
+        other => panic!("{from:?} -> {to:?}: expected an error, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_values_name_line_field_and_what_is_allowed() {
+    bad(
+        "count = 20",
+        "count = 0",
+        20,
+        "clients[0].count",
+        "from 1 to 1000000",
+    );
+    bad(
+        "protocol = \"sse\"",
+        "protocol = \"sse2\"",
+        18,
+        "clients[0].protocol",
+        "\"sse\" or \"ws\"",
+    );
+    bad(
+        "duration = \"5s\"",
+        "duration = \"5\"",
+        7,
+        "run.duration",
+        "no unit",
+    );
+    bad(
+        "duration = \"5s\"",
+        "duration = \"0s\"",
+        7,
+        "run.duration",
+        "longer than 0",
+    );
+    bad(
+        "arrival_rate = 100",
+        "arrival_rate = -1",
+        21,
+        "clients[0].arrival_rate",
+        "above 0",
+    );
+    bad(
+        "path = \"/ws/echo\"",
+        "path = \"ws/echo\"",
+        27,
+        "clients[1].path",
+        "starting with `/`",
+    );
+    bad(
+        "expect = \"publisher:pub\"",
+        "expect = \"publisher:nope\"",
+        23,
+        "clients[0].expect",
+        "\"publisher:pub\"",
+    );
+    bad(
+        "latency = \"rtt\"",
+        "latency = \"fast\"",
+        31,
+        "clients[1].latency",
+        "\"delivery\" or \"rtt\"",
+    );
+    bad(
+        "\"gaps == 0\"",
+        "\"gaps = 0\"",
+        3,
+        "thresholds[1]",
+        "no comparison",
+    );
+    bad(
+        "rate = 10\n",
+        "rate = 0\n",
+        13,
+        "publishers[0].rate",
+        "above 0",
+    );
+    bad(
+        "ramp = \"1s\"",
+        "ramp = \"1s\"\narrival_rate = 5",
+        29,
+        "clients[1].ramp",
+        "not both",
+    );
+    bad(
+        "name = \"t\"",
+        "name = \"t\"\ntarget = \"http://example.com\"",
+        3,
+        "target",
+        "host names are not resolved",
+    );
+}
+
+#[test]
+fn unknown_fields_and_wrong_types_are_errors_with_lines() {
+    bad(
+        "count = 20",
+        "count = 20\ncolour = \"red\"",
+        21,
+        "colour",
+        "unknown field",
+    );
+    bad("count = 20", "count = \"twenty\"", 20, "file", "integer");
+    bad(
+        "warmup = \"1s\"",
+        "warm_up = \"1s\"",
+        6,
+        "warm_up",
+        "expected one of",
+    );
+}
+
+#[test]
+fn ws_only_and_sse_only_fields_are_checked() {
+    bad(
+        "events = [\"notification\"]",
+        "events = [\"notification\"]\non_connect = ['{}']",
+        23,
+        "clients[0].on_connect",
+        "WebSocket groups only",
+    );
+    bad(
+        "latency = \"rtt\"",
+        "latency = \"rtt\"\nreconnect = false",
+        32,
+        "clients[1].reconnect",
+        "SSE groups only",
+    );
+}
+
+#[test]
+fn scale_down_caps_counts_and_duration() {
+    let mut s = parse_str(GOOD).expect("valid");
+    s.scale_down(Some(3), Some(Duration::from_millis(500)));
+    assert_eq!(s.clients[0].count, 3);
+    assert_eq!(s.clients[1].count, 2);
+    assert_eq!(s.run.duration, Duration::from_millis(500));
+    assert!(s.run.time_limit >= s.run.warmup + s.run.duration);
+}
+
+#[test]
+fn server_settings_become_flags() {
+    let text = GOOD.replacen(
+        "[run]",
+        "[server]\nclient_queue = 64\nkeepalive = \"500ms\"\n\n[run]",
+        1,
+    );
+    let s = parse_str(&text).expect("valid");
+    assert_eq!(
+        s.server.to_args(),
+        ["--client-queue=64", "--keepalive-secs=0.5"]
+    );
+}
