@@ -2,3 +2,5 @@
 //! accounting, memory of both sides, CSV outputs and pass/fail thresholds.
 
 pub mod scenario;
+pub mod stats;
+pub mod tracker;

@@ -1,0 +1,170 @@
+//! Per-connection sequence accounting: gaps, duplicates and out-of-order arrivals.
+//!
+//! Memory is fixed (a 1024-bit window), whatever the stream length. A sequence number below
+//! the next expected one is a duplicate if it was seen (inside the window), otherwise it fills
+//! an earlier gap and counts as out-of-order. Numbers too old for the window count as
+//! out-of-order.
+
+/// Window of recent sequence numbers remembered, in bits.
+const WINDOW: u64 = 1024;
+
+/// Tracks one stream's sequence numbers (expected to start at `first`).
+#[derive(Debug, Clone)]
+pub struct SeqTracker {
+    /// Next sequence number expected in order.
+    next: u64,
+    /// Bit `i` set: `next - 1 - i` was received.
+    seen: [u64; (WINDOW / 64) as usize],
+    /// Outstanding gaps (missing numbers below `next`).
+    pub gaps: u64,
+    /// Numbers received twice.
+    pub duplicates: u64,
+    /// Numbers received after a higher one.
+    pub out_of_order: u64,
+    /// Numbers received (duplicates included).
+    pub received: u64,
+}
+
+impl SeqTracker {
+    /// A tracker expecting `first` next.
+    #[must_use]
+    pub fn new(first: u64) -> Self {
+        Self {
+            next: first,
+            seen: [0; (WINDOW / 64) as usize],
+            gaps: 0,
+            duplicates: 0,
+            out_of_order: 0,
+            received: 0,
+        }
+    }
+
+    /// The next number expected in order (one past the highest received).
+    #[must_use]
+    pub fn next_expected(&self) -> u64 {
+        self.next
+    }
+
+    fn bit(&self, age: u64) -> bool {
+        let (word, bit) = (age / 64, age % 64);
+        self.seen[word as usize] >> bit & 1 == 1
+    }
+
+    fn set_bit(&mut self, age: u64) {
+        let (word, bit) = (age / 64, age % 64);
+        self.seen[word as usize] |= 1 << bit;
+    }
+
+    /// Shifts the window so that `next` grows by `by`.
+    fn advance(&mut self, by: u64) {
+        if by >= WINDOW {
+            self.seen = [0; (WINDOW / 64) as usize];
+            return;
+        }
+        let words = self.seen.len();
+        let (word_shift, bit_shift) = ((by / 64) as usize, by % 64);
+        for i in (0..words).rev() {
+            let src = i.checked_sub(word_shift);
+            let mut v = src.map_or(0, |s| self.seen[s] << bit_shift);
+            if bit_shift > 0 {
+                if let Some(lower) = src.and_then(|s| s.checked_sub(1)) {
+                    v |= self.seen[lower] >> (64 - bit_shift);
+                }
+            }
+            self.seen[i] = v;
+        }
+    }
+
+    /// Records one received sequence number.
+    pub fn observe(&mut self, seq: u64) {
+        self.received += 1;
+        if seq >= self.next {
+            let skipped = seq - self.next;
+            self.gaps += skipped;
+            self.advance(skipped + 1);
+            self.set_bit(0);
+            self.next = seq + 1;
+            return;
+        }
+        let age = self.next - 1 - seq;
+        if age < WINDOW && self.bit(age) {
+            self.duplicates += 1;
+        } else {
+            self.out_of_order += 1;
+            if age < WINDOW {
+                self.set_bit(age);
+                self.gaps = self.gaps.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Closes the stream expecting numbers up to `last` inclusive: missing tail numbers
+    /// become gaps.
+    pub fn finish(&mut self, last: u64) {
+        if last >= self.next {
+            self.gaps += last - self.next + 1;
+            self.next = last + 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(seqs: &[u64]) -> SeqTracker {
+        let mut t = SeqTracker::new(1);
+        for s in seqs {
+            t.observe(*s);
+        }
+        t
+    }
+
+    #[test]
+    fn in_order_has_no_errors() {
+        let t = run(&[1, 2, 3, 4]);
+        assert_eq!(
+            (t.gaps, t.duplicates, t.out_of_order, t.received),
+            (0, 0, 0, 4)
+        );
+    }
+
+    #[test]
+    fn holes_are_gaps_and_repeats_are_duplicates() {
+        let t = run(&[1, 2, 5, 5, 6, 2]);
+        assert_eq!((t.gaps, t.duplicates, t.out_of_order), (2, 2, 0));
+    }
+
+    #[test]
+    fn a_late_number_fills_its_gap_as_out_of_order() {
+        let t = run(&[1, 3, 2, 4]);
+        assert_eq!((t.gaps, t.duplicates, t.out_of_order), (0, 0, 1));
+        let t = run(&[1, 3, 2, 2]);
+        assert_eq!((t.gaps, t.duplicates, t.out_of_order), (0, 1, 1));
+    }
+
+    #[test]
+    fn window_survives_long_jumps_and_word_boundaries() {
+        let mut seqs: Vec<u64> = (1..=200).collect();
+        seqs.push(130);
+        seqs.push(2000);
+        seqs.push(1999);
+        seqs.push(5);
+        let t = run(&seqs);
+        assert_eq!(t.duplicates, 1, "130 seen 70 ago");
+        assert_eq!(
+            t.out_of_order, 2,
+            "1999 fills a gap; 5 is out of the window"
+        );
+        assert_eq!(t.gaps, 2000 - 201 - 1);
+    }
+
+    #[test]
+    fn missing_tail_counts_at_finish() {
+        let mut t = run(&[1, 2, 3]);
+        t.finish(10);
+        assert_eq!(t.gaps, 7);
+        t.finish(10);
+        assert_eq!(t.gaps, 7, "idempotent");
+    }
+}
