@@ -1,6 +1,14 @@
 //! loadgen: scenario-driven SSE and WebSocket load with HDR latency histograms, loss
 //! accounting, memory of both sides, CSV outputs and pass/fail thresholds.
 
+pub(crate) mod client;
+pub mod output;
+pub mod report;
+pub mod run;
 pub mod scenario;
 pub mod stats;
+pub mod sysinfo;
+pub mod target;
 pub mod tracker;
+
+pub use run::{Progress, RunError, RunOptions, run};

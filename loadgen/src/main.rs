@@ -1,2 +1,194 @@
-//! loadgen binary
-fn main() {}
+//! `loadgen`: run, validate and serve. Parses the command line and calls the library.
+//!
+//! Exit codes: 0 pass, 1 thresholds failed (or loss, interruption, time limit), 2 invalid
+//! scenario or usage, 3 target unreachable or failed.
+
+// Standard output is this program's interface: the plan, the result table, the port line.
+#![allow(clippy::print_stdout)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use loadgen::scenario::units_parse_duration;
+use loadgen::{Progress, RunOptions};
+
+/// Load-test SSE and WebSocket endpoints from a scenario file.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a scenario and write its results (prints a table; exit 1 if thresholds fail).
+    Run(RunArgs),
+    /// Check a scenario file and print what a run would do.
+    Validate {
+        /// The scenario file.
+        file: PathBuf,
+    },
+    /// Run the bundled target server (what `run` starts when the scenario names no target).
+    Serve {
+        #[command(flatten)]
+        args: server::cli::ServeArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The scenario file.
+    file: PathBuf,
+    /// Send the load to this server (http://IP:port) instead of the bundled one.
+    #[arg(long, env = "LOADGEN_TARGET")]
+    target: Option<String>,
+    /// Bearer token sent with every request.
+    #[arg(long, env = "LOADGEN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Run directory (default: results/<scenario>-<UTC time>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Cap every client group at this many connections (smoke runs).
+    #[arg(long)]
+    max_clients: Option<u32>,
+    /// Override the measured phase, e.g. "5s" (smoke runs).
+    #[arg(long)]
+    duration: Option<String>,
+    /// No progress display.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(async move {
+        match cli.command {
+            Command::Validate { file } => match loadgen::scenario::load(&file) {
+                Ok(s) => {
+                    print!("{}", s.plan());
+                    println!("ok: {} is valid", file.display());
+                    0
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    2
+                }
+            },
+            Command::Serve { args } => serve(args).await,
+            Command::Run(args) => run(args).await,
+        }
+    });
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+async fn serve(args: server::cli::ServeArgs) -> i32 {
+    let config = match args.to_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let grace = args
+        .shutdown_grace()
+        .unwrap_or(std::time::Duration::from_secs(5));
+    let running = match server::start(config, args.listen).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 3;
+        }
+    };
+    // The parent reads this line to learn the port.
+    println!("{} {}", loadgen::target::LISTENING, running.local_addr());
+    server::shutdown_signal().await;
+    running.shutdown(grace).await;
+    0
+}
+
+async fn run(args: RunArgs) -> i32 {
+    let mut scenario = match loadgen::scenario::load(&args.file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let duration = match args
+        .duration
+        .as_deref()
+        .map(units_parse_duration)
+        .transpose()
+    {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: --duration: {e}");
+            return 2;
+        }
+    };
+    if args.max_clients == Some(0) {
+        eprintln!("error: --max-clients must be at least 1");
+        return 2;
+    }
+    scenario.scale_down(args.max_clients, duration);
+    let target = match args
+        .target
+        .as_deref()
+        .map(loadgen::scenario::parse_target_url)
+        .transpose()
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: --target: {e}");
+            return 2;
+        }
+    };
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        server::shutdown_signal().await;
+        eprintln!("\ninterrupted: stopping and writing the results gathered so far");
+        let _ = cancel_tx.send(true);
+    });
+    let options = RunOptions {
+        scenario,
+        scenario_file: Some(args.file.clone()),
+        target,
+        token: args.token,
+        out: args.out,
+        results_root: PathBuf::from("results"),
+        server_exe: std::env::current_exe().ok(),
+        progress: Progress::detect(args.quiet),
+        command_line: std::env::args().collect(),
+        cancel: Some(cancel_rx),
+    };
+    match loadgen::run(options).await {
+        Ok(report) => {
+            print!("{}", report.table());
+            report.exit_code()
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}

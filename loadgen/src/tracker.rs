@@ -45,14 +45,19 @@ impl SeqTracker {
         self.next
     }
 
+    /// Word index and bit of `age` (< WINDOW).
+    fn slot(age: u64) -> (usize, u64) {
+        (usize::try_from(age / 64).unwrap_or(usize::MAX), age % 64)
+    }
+
     fn bit(&self, age: u64) -> bool {
-        let (word, bit) = (age / 64, age % 64);
-        self.seen[word as usize] >> bit & 1 == 1
+        let (word, bit) = Self::slot(age);
+        self.seen[word] >> bit & 1 == 1
     }
 
     fn set_bit(&mut self, age: u64) {
-        let (word, bit) = (age / 64, age % 64);
-        self.seen[word as usize] |= 1 << bit;
+        let (word, bit) = Self::slot(age);
+        self.seen[word] |= 1 << bit;
     }
 
     /// Shifts the window so that `next` grows by `by`.
@@ -62,14 +67,14 @@ impl SeqTracker {
             return;
         }
         let words = self.seen.len();
-        let (word_shift, bit_shift) = ((by / 64) as usize, by % 64);
+        let (word_shift, bit_shift) = Self::slot(by);
         for i in (0..words).rev() {
             let src = i.checked_sub(word_shift);
             let mut v = src.map_or(0, |s| self.seen[s] << bit_shift);
-            if bit_shift > 0 {
-                if let Some(lower) = src.and_then(|s| s.checked_sub(1)) {
-                    v |= self.seen[lower] >> (64 - bit_shift);
-                }
+            if bit_shift > 0
+                && let Some(lower) = src.and_then(|s| s.checked_sub(1))
+            {
+                v |= self.seen[lower] >> (64 - bit_shift);
             }
             self.seen[i] = v;
         }

@@ -20,6 +20,30 @@ use wire::{StampFields, TimeUnit};
 pub use threshold::{Op, Subject, Threshold};
 use units::{format_duration, parse_duration};
 
+/// Parses a duration as scenario files write it (`"30s"`, `"250ms"`).
+///
+/// # Errors
+/// A message saying what is allowed.
+pub fn units_parse_duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+}
+
+/// Parses a target URL (`http://IP[:port]` or `http://localhost[:port]`; host names are not
+/// resolved).
+///
+/// # Errors
+/// A message saying what is allowed.
+pub fn parse_target_url(text: &str) -> Result<SocketAddr, String> {
+    let ctx = Ctx {
+        path: Path::new("--target"),
+        text,
+    };
+    parse_target(&ctx, &Spanned::new(0..0, text.to_owned())).map_err(|e| match e {
+        ScenarioError::Invalid { message, .. } => message,
+        other => other.to_string(),
+    })
+}
+
 /// Most connections one client group may ask for.
 pub const MAX_GROUP_COUNT: u32 = 1_000_000;
 /// Largest payload a message may be padded to, in bytes.

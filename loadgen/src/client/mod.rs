@@ -1,0 +1,315 @@
+//! The load: SSE and WebSocket connections and publishers, all sharing one [`RunCtx`].
+
+pub(crate) mod post;
+pub(crate) mod publisher;
+pub(crate) mod sse;
+pub(crate) mod ws;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::scenario::{ClientGroup, StampSpec};
+use crate::stats::{Counters, Metric, Shard};
+
+/// How long one TCP connect plus handshake may take before it counts as a timeout.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Maps monotonic instants to Unix microseconds, so stamps and receive times share a clock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    base: Instant,
+    base_unix_us: u64,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            base_unix_us: wire::now_unix_us(),
+        }
+    }
+
+    /// Unix µs of `at`.
+    pub(crate) fn unix_us(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.base);
+        self.base_unix_us + u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Unix µs now.
+    pub(crate) fn now_us(&self) -> u64 {
+        self.unix_us(Instant::now())
+    }
+}
+
+/// A stop signal: `true` once raised.
+pub(crate) type Stop = watch::Receiver<bool>;
+
+/// Completes once `stop` is raised (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut Stop) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Everything the load tasks share.
+#[derive(Debug)]
+pub(crate) struct RunCtx {
+    pub(crate) target: SocketAddr,
+    pub(crate) token: Option<String>,
+    pub(crate) clock: Clock,
+    /// Raised at the end of the run: connections close.
+    pub(crate) stop: Stop,
+    /// Raised at the end of the measured phase: senders and publishers stop.
+    pub(crate) stop_sending: Stop,
+    /// Raised when connecting is done: senders and publishers start.
+    pub(crate) start_sending: Stop,
+    /// Latency samples are kept from here (end of warm-up) ...
+    pub(crate) measure_from: AtomicI64,
+    /// ... until here (end of the measured phase); µs since `clock` base, -1 = not yet set.
+    pub(crate) measure_until: AtomicI64,
+    /// Connections currently open.
+    pub(crate) open: AtomicU64,
+    /// Messages each publisher has sent (by index).
+    pub(crate) published: Vec<AtomicU64>,
+    /// Messages each client group has sent (by index).
+    pub(crate) group_sent: Vec<AtomicU64>,
+    /// Measured messages received, all connections (for events/s).
+    pub(crate) received: AtomicU64,
+}
+
+impl RunCtx {
+    pub(crate) fn new(
+        target: SocketAddr,
+        token: Option<String>,
+        signals: &Signals,
+        groups: usize,
+        publishers: usize,
+    ) -> Self {
+        Self {
+            target,
+            token,
+            clock: Clock::new(),
+            stop: signals.stop.subscribe(),
+            stop_sending: signals.stop_sending.subscribe(),
+            start_sending: signals.start_sending.subscribe(),
+            measure_from: AtomicI64::new(i64::MAX),
+            measure_until: AtomicI64::new(i64::MAX),
+            open: AtomicU64::new(0),
+            published: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
+            group_sent: (0..groups).map(|_| AtomicU64::new(0)).collect(),
+            received: AtomicU64::new(0),
+        }
+    }
+
+    fn offset(&self, at: Instant) -> i64 {
+        i64::try_from(at.saturating_duration_since(self.clock.base).as_micros()).unwrap_or(i64::MAX)
+    }
+
+    /// Sets the measured window.
+    pub(crate) fn set_window(&self, from: Instant, until: Instant) {
+        self.measure_from
+            .store(self.offset(from), Ordering::Release);
+        self.measure_until
+            .store(self.offset(until), Ordering::Release);
+    }
+
+    /// Whether a sample taken now belongs to the measured phase.
+    pub(crate) fn measuring(&self) -> bool {
+        let now = self.offset(Instant::now());
+        now >= self.measure_from.load(Ordering::Acquire)
+            && now < self.measure_until.load(Ordering::Acquire)
+    }
+
+    /// Records a latency sample: `connect` and `first_event` whenever they happen (they belong
+    /// to the connect phase), the others only inside the measured phase.
+    pub(crate) fn record(&self, shard: &Shard, metric: Metric, us: u64) {
+        if matches!(metric, Metric::Connect | Metric::FirstEvent) || self.measuring() {
+            shard.record(metric, us);
+        }
+    }
+
+    /// Total messages publisher `i` has sent.
+    pub(crate) fn published(&self, i: usize) -> u64 {
+        self.published[i].load(Ordering::Acquire)
+    }
+
+    /// Common request headers: host and bearer token.
+    pub(crate) fn host(&self) -> String {
+        self.target.to_string()
+    }
+}
+
+/// The senders of the run's phase signals.
+#[derive(Debug)]
+pub(crate) struct Signals {
+    pub(crate) stop: watch::Sender<bool>,
+    pub(crate) stop_sending: watch::Sender<bool>,
+    pub(crate) start_sending: watch::Sender<bool>,
+}
+
+impl Signals {
+    pub(crate) fn new() -> Self {
+        Self {
+            stop: watch::channel(false).0,
+            stop_sending: watch::channel(false).0,
+            start_sending: watch::channel(false).0,
+        }
+    }
+}
+
+/// One client group at run time.
+#[derive(Debug)]
+pub(crate) struct GroupRun {
+    pub(crate) index: usize,
+    pub(crate) spec: ClientGroup,
+    /// Index of the publisher this group expects messages from.
+    pub(crate) publisher: Option<usize>,
+}
+
+/// Why a connection attempt failed.
+#[derive(Debug)]
+pub(crate) enum ConnectError {
+    Refused,
+    Timeout,
+    Reset,
+    /// HTTP status other than the expected one.
+    Status(u16),
+    /// 200 without `text/event-stream`.
+    ContentType(String),
+    Other(String),
+}
+
+impl ConnectError {
+    pub(crate) fn from_io(e: &io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::ConnectionRefused => Self::Refused,
+            io::ErrorKind::TimedOut => Self::Timeout,
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof => Self::Reset,
+            _ => Self::Other(e.to_string()),
+        }
+    }
+
+    /// Counts this failure.
+    pub(crate) fn count(&self, c: &mut Counters) {
+        match self {
+            Self::Refused => c.failed_refused += 1,
+            Self::Timeout => c.failed_timeout += 1,
+            Self::Reset => c.failed_reset += 1,
+            Self::Status(_) => c.failed_status += 1,
+            Self::ContentType(_) => c.failed_content_type += 1,
+            Self::Other(_) => c.failed_other += 1,
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused => f.write_str("connection refused"),
+            Self::Timeout => f.write_str("connect timed out"),
+            Self::Reset => f.write_str("connection reset"),
+            Self::Status(s) => write!(f, "HTTP status {s}"),
+            Self::ContentType(t) => write!(f, "content type {t:?} is not text/event-stream"),
+            Self::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Opens a TCP connection with `TCP_NODELAY`, bounded by [`CONNECT_TIMEOUT`].
+pub(crate) async fn tcp_connect(addr: SocketAddr) -> Result<TcpStream, ConnectError> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| ConnectError::Timeout)?
+        .map_err(|e| ConnectError::from_io(&e))?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Builds the JSON text of a stamped message: template fields, `seq`, `ts` and, when
+/// `payload_bytes` asks for more, a `pad` field of `x`s.
+pub(crate) fn stamped_message(
+    template: &Map<String, Value>,
+    seq: u64,
+    ts: u64,
+    payload_bytes: usize,
+) -> String {
+    let mut map = template.clone();
+    map.insert("seq".to_owned(), Value::from(seq));
+    map.insert("ts".to_owned(), Value::from(ts));
+    let text = Value::Object(map.clone()).to_string();
+    if text.len() + 9 >= payload_bytes {
+        return text;
+    }
+    map.insert(
+        "pad".to_owned(),
+        Value::from("x".repeat(payload_bytes - text.len() - 9)),
+    );
+    Value::Object(map).to_string()
+}
+
+/// Reads the stamp of a received JSON text at `spec.pointer`; `None` when it has none.
+pub(crate) fn read_stamp(
+    value: &Value,
+    spec: &StampSpec,
+) -> Option<Result<wire::Stamp, wire::StampError>> {
+    let holder = if spec.pointer.is_empty() {
+        value
+    } else {
+        value.pointer(&spec.pointer)?
+    };
+    let object = holder.as_object()?;
+    if !object.contains_key(&spec.fields.seq) && !object.contains_key(&spec.fields.ts) {
+        return None;
+    }
+    Some(spec.fields.decode(&holder.to_string()))
+}
+
+/// The `missed` count of a server `lagged`/`lost` notice.
+pub(crate) fn missed_of(value: &Value) -> u64 {
+    value.get("missed").and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// Shared per-run state handed to every task.
+pub(crate) type Ctx = Arc<RunCtx>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamped_messages_are_padded_to_size() {
+        let mut template = Map::new();
+        template.insert("type".into(), Value::from("chat"));
+        let small = stamped_message(&template, 1, 2, 0);
+        assert_eq!(small, r#"{"seq":1,"ts":2,"type":"chat"}"#);
+        let big = stamped_message(&template, 1, 2, 200);
+        assert!(big.len() >= 200 && big.len() < 210, "{}", big.len());
+        assert_eq!(wire::Stamp::decode(&big), Ok(wire::Stamp { seq: 1, ts: 2 }));
+    }
+
+    #[test]
+    fn stamps_are_found_at_the_pointer() {
+        let spec = StampSpec {
+            fields: wire::StampFields::default(),
+            pointer: "/data".into(),
+        };
+        let v: Value = serde_json::json!({"type": "message", "data": {"seq": 3, "ts": 4}});
+        assert_eq!(
+            read_stamp(&v, &spec).and_then(Result::ok),
+            Some(wire::Stamp { seq: 3, ts: 4 })
+        );
+        let control: Value = serde_json::json!({"type": "subscribed"});
+        assert!(read_stamp(&control, &spec).is_none());
+        let broken: Value = serde_json::json!({"data": {"seq": "x", "ts": 4}});
+        assert!(matches!(read_stamp(&broken, &spec), Some(Err(_))));
+    }
+}

@@ -1,0 +1,72 @@
+//! A keep-alive HTTP/1.1 POST client (publishers, SSE chat senders).
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+
+use super::{ConnectError, Ctx, tcp_connect};
+
+/// One HTTP/1.1 connection used for sequential POSTs; reconnects when it breaks.
+#[derive(Debug, Default)]
+pub(crate) struct Poster {
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Poster {
+    async fn sender(&mut self, ctx: &Ctx) -> Result<&mut SendRequest<Full<Bytes>>, ConnectError> {
+        let usable = match &mut self.sender {
+            Some(s) => s.ready().await.is_ok(),
+            None => false,
+        };
+        if !usable {
+            let tcp = tcp_connect(ctx.target).await?;
+            let (sender, conn) = http1::Builder::new()
+                .handshake(TokioIo::new(tcp))
+                .await
+                .map_err(|e| ConnectError::Other(e.to_string()))?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            self.sender = Some(sender);
+        }
+        self.sender
+            .as_mut()
+            .ok_or_else(|| ConnectError::Other("no connection".to_owned()))
+    }
+
+    /// POSTs `body` (JSON) to `path`; returns the status and the response body.
+    pub(crate) async fn post(
+        &mut self,
+        ctx: &Ctx,
+        path: &str,
+        body: String,
+    ) -> Result<(u16, Bytes), ConnectError> {
+        let sender = self.sender(ctx).await?;
+        let mut req = hyper::Request::post(path)
+            .header("host", ctx.host())
+            .header("content-type", "application/json");
+        if let Some(token) = &ctx.token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| ConnectError::Other(e.to_string()))?;
+        let result = sender.send_request(req).await;
+        let res = match result {
+            Ok(res) => res,
+            Err(e) => {
+                self.sender = None;
+                return Err(ConnectError::Other(e.to_string()));
+            }
+        };
+        let status = res.status().as_u16();
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ConnectError::Other(e.to_string()))?
+            .to_bytes();
+        Ok((status, body))
+    }
+}

@@ -1,0 +1,80 @@
+//! Publishers: stamped messages at a fixed rate (open model), each stamped with its intended
+//! schedule slot, over HTTP POST or a WebSocket.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use tokio::time::{Instant, MissedTickBehavior, interval_at};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::post::Poster;
+use super::{Ctx, stamped_message, stopped};
+use crate::scenario::{PublishVia, Publisher};
+use crate::stats::Shard;
+
+/// Publishes from the moment sending starts until it stops; `index` is this publisher's
+/// position (its sent count feeds the subscribers' expectations).
+pub(crate) async fn run(ctx: Ctx, spec: Publisher, index: usize, shard: Shard) {
+    let mut start = ctx.start_sending.clone();
+    let mut stop = ctx.stop_sending.clone();
+    tokio::select! {
+        () = stopped(&mut stop) => return,
+        () = stopped(&mut start) => {}
+    }
+    let period = Duration::from_secs_f64(1.0 / spec.rate);
+    let mut ws = match spec.via {
+        PublishVia::Http => None,
+        PublishVia::Ws => match super::ws::connect(&ctx, &spec.path).await {
+            Ok(mut socket) => {
+                for text in &spec.on_connect {
+                    let _ = socket.send(Message::text(text.clone())).await;
+                }
+                Some(socket)
+            }
+            Err(e) => {
+                tracing::warn!(publisher = %spec.name, "cannot connect: {e}");
+                shard.count(|c| e.count(c));
+                return;
+            }
+        },
+    };
+    let mut poster = Poster::default();
+    let first = Instant::now();
+    let mut ticker = interval_at(first, period);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let mut seq = 0u64;
+    loop {
+        tokio::select! {
+            () = stopped(&mut stop) => break,
+            _ = ticker.tick() => {}
+        }
+        seq += 1;
+        // The intended slot, not the moment this task got to run.
+        let slot = first + period.mul_f64((seq - 1) as f64);
+        let text = stamped_message(
+            &spec.template,
+            seq,
+            ctx.clock.unix_us(slot),
+            spec.payload_bytes,
+        );
+        let ok = match &mut ws {
+            Some(socket) => socket.send(Message::text(text)).await.is_ok(),
+            None => {
+                matches!(poster.post(&ctx, &spec.path, text).await, Ok((s, _)) if (200..300).contains(&s))
+            }
+        };
+        // Counted as published either way: a subscriber expects every slot, and a failed
+        // send is reported as a send error, not hidden.
+        ctx.published[index].fetch_add(1, Ordering::AcqRel);
+        shard.count(|c| {
+            c.messages_sent += 1;
+            if !ok {
+                c.send_errors += 1;
+            }
+        });
+    }
+    if let Some(mut socket) = ws {
+        let _ = socket.close(None).await;
+    }
+}

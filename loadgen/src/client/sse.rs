@@ -1,0 +1,385 @@
+//! One SSE connection: connect, read and account for events, reconnect with `Last-Event-ID`
+//! after `retry`, stop on 204, churn, hold, and optionally POST messages (SSE chat).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep, sleep_until};
+use wire::sse::{EventRef, Parser};
+
+use super::post::Poster;
+use super::{
+    ConnectError, Ctx, GroupRun, missed_of, read_stamp, stamped_message, stopped, tcp_connect,
+};
+use crate::scenario::{Expect, Latency};
+use crate::stats::{Metric, Shard};
+use crate::tracker::SeqTracker;
+
+/// Reconnection delay when the stream never sent `retry:` (browsers use a few seconds; the
+/// spec leaves it to the client).
+const DEFAULT_RETRY: Duration = Duration::from_secs(1);
+
+/// How one connection of the stream ended.
+enum Ended {
+    /// The run (or hold time) is over.
+    Done,
+    /// Churn: we closed it on purpose and reconnect at once.
+    Churn,
+    /// The server ended the stream or it broke: reconnect after `retry`, if allowed.
+    Dropped,
+    /// The server answered 204: stop reconnecting.
+    NoContent,
+}
+
+/// Per-connection state that survives reconnects.
+struct Conn {
+    ctx: Ctx,
+    group: Arc<GroupRun>,
+    shard: Shard,
+    parser: Parser,
+    tracker: SeqTracker,
+    /// Start of the current connection attempt.
+    attempt_at: Instant,
+    /// When the previous stream dropped (for `reconnect` latency).
+    dropped_at: Option<Instant>,
+    got_first: bool,
+    /// This connection's id from the `id_event` (SSE chat user id).
+    user_id: Option<u64>,
+    sent: u64,
+    received: u64,
+}
+
+/// Runs one SSE connection from `start_at` until the run stops.
+pub(crate) async fn run(ctx: Ctx, group: Arc<GroupRun>, shard: Shard, start_at: Instant) {
+    sleep_until(start_at).await;
+    let hold_until = group.spec.hold.map(|h| Instant::now() + h);
+    let mut conn = Conn {
+        ctx,
+        group,
+        shard,
+        parser: Parser::new(),
+        tracker: SeqTracker::new(1),
+        attempt_at: Instant::now(),
+        dropped_at: None,
+        got_first: false,
+        user_id: None,
+        sent: 0,
+        received: 0,
+    };
+    let mut poster = Poster::default();
+    let mut stop = conn.ctx.stop.clone();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let ended = tokio::select! {
+            () = stopped(&mut stop) => Ended::Done,
+            ended = conn.connect_and_read(&mut poster, hold_until) => ended,
+        };
+        match ended {
+            Ended::Done | Ended::NoContent => break,
+            Ended::Churn => {
+                conn.shard.count(|c| c.reconnects += 1);
+                conn.dropped_at = Some(Instant::now());
+            }
+            Ended::Dropped => {
+                if !conn.group.spec.reconnect {
+                    break;
+                }
+                conn.shard.count(|c| c.reconnects += 1);
+                conn.dropped_at = Some(Instant::now());
+                let retry = conn
+                    .parser
+                    .retry_ms()
+                    .map_or(DEFAULT_RETRY, Duration::from_millis);
+                tokio::select! {
+                    () = stopped(&mut stop) => break,
+                    () = sleep(retry) => {}
+                }
+            }
+        }
+    }
+    conn.finish();
+}
+
+impl Conn {
+    async fn connect_and_read(
+        &mut self,
+        poster: &mut Poster,
+        hold_until: Option<Instant>,
+    ) -> Ended {
+        self.attempt_at = Instant::now();
+        self.parser.reset_stream();
+        self.shard.count(|c| c.connections_attempted += 1);
+        let (body, conn) = match self.open().await {
+            Ok(opened) => opened,
+            Err(ConnectError::Status(204)) => return Ended::NoContent,
+            Err(e) => {
+                tracing::debug!(group = %self.group.spec.name, "SSE connect failed: {e}");
+                self.shard.count(|c| e.count(c));
+                // EventSource fails for good on a non-200 status or wrong content type.
+                return match e {
+                    ConnectError::Status(_) | ConnectError::ContentType(_) => Ended::NoContent,
+                    _ => Ended::Dropped,
+                };
+            }
+        };
+        let connect_us = elapsed_us(self.attempt_at);
+        self.ctx.record(&self.shard, Metric::Connect, connect_us);
+        self.shard.count(|c| c.connections_established += 1);
+        self.ctx.open.fetch_add(1, Ordering::Relaxed);
+        let ended = self.read(body, conn, poster, hold_until).await;
+        self.ctx.open.fetch_sub(1, Ordering::Relaxed);
+        if matches!(ended, Ended::Dropped) {
+            self.shard.count(|c| c.streams_dropped += 1);
+        }
+        ended
+    }
+
+    async fn open(
+        &mut self,
+    ) -> Result<
+        (
+            Incoming,
+            http1::Connection<TokioIo<tokio::net::TcpStream>, Empty<Bytes>>,
+        ),
+        ConnectError,
+    > {
+        let tcp = tcp_connect(self.ctx.target).await?;
+        let (mut sender, mut conn) = http1::Builder::new()
+            .read_buf_exact_size(Some(4096))
+            .handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| ConnectError::Other(e.to_string()))?;
+        let mut req = hyper::Request::get(self.group.spec.path.as_str())
+            .header("host", self.ctx.host())
+            .header("accept", "text/event-stream")
+            .header("cache-control", "no-cache");
+        let last_id = self.parser.last_event_id();
+        if !last_id.is_empty() {
+            req = req.header("last-event-id", last_id);
+        }
+        if let Some(token) = &self.ctx.token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let req = req
+            .body(Empty::new())
+            .map_err(|e| ConnectError::Other(e.to_string()))?;
+        let response = tokio::time::timeout(super::CONNECT_TIMEOUT, async {
+            tokio::select! {
+                res = sender.send_request(req) => res.map_err(|e| classify_hyper(&e)),
+                res = &mut conn => Err(res.err().map_or(ConnectError::Reset, |e| classify_hyper(&e))),
+            }
+        })
+        .await
+        .map_err(|_| ConnectError::Timeout)??;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(ConnectError::Status(status));
+        }
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        if !content_type.starts_with(wire::sse::CONTENT_TYPE) {
+            return Err(ConnectError::ContentType(content_type));
+        }
+        Ok((response.into_body(), conn))
+    }
+
+    async fn read(
+        &mut self,
+        mut body: Incoming,
+        conn: http1::Connection<TokioIo<tokio::net::TcpStream>, Empty<Bytes>>,
+        poster: &mut Poster,
+        hold_until: Option<Instant>,
+    ) -> Ended {
+        let mut conn = std::pin::pin!(conn);
+        let mut conn_done = false;
+        let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        let hold = sleep_until(hold_until.unwrap_or(far));
+        let churn = sleep_until(self.group.spec.churn.map_or(far, |c| Instant::now() + c));
+        tokio::pin!(hold, churn);
+        let send = self.group.spec.send.clone();
+        let period = send.as_ref().map_or(far - Instant::now(), |s| {
+            Duration::from_secs_f64(1.0 / s.rate)
+        });
+        let mut start_sending = self.ctx.start_sending.clone();
+        let mut stop_sending = self.ctx.stop_sending.clone();
+        let mut sending = false;
+        let mut ticker = interval_at(far, period);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let mut next_slot = far;
+        loop {
+            tokio::select! {
+                () = &mut hold => return Ended::Done,
+                () = &mut churn => return Ended::Churn,
+                frame = body.frame() => match frame {
+                    None => return Ended::Dropped,
+                    Some(Err(e)) => {
+                        tracing::debug!("SSE stream broke: {e}");
+                        return Ended::Dropped;
+                    }
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data()
+                            && !self.feed(&data)
+                        {
+                            return Ended::Dropped;
+                        }
+                    }
+                },
+                _ = &mut conn, if !conn_done => conn_done = true,
+                () = stopped(&mut start_sending), if send.is_some() && !sending && self.user_id.is_some() => {
+                    sending = true;
+                    let offset = Duration::from_secs_f64(period.as_secs_f64() * fastrand_fraction(self.user_id.unwrap_or(0)));
+                    next_slot = Instant::now() + offset;
+                    ticker = interval_at(next_slot, period);
+                    ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+                },
+                () = stopped(&mut stop_sending), if sending => {
+                    sending = false;
+                    ticker = interval_at(far, period);
+                },
+                _ = ticker.tick(), if sending => {
+                    let slot = next_slot;
+                    next_slot += period;
+                    if let (Some(spec), Some(id)) = (&send, self.user_id) {
+                        self.sent += 1;
+                        let text = stamped_message(&spec.template, self.sent, self.ctx.clock.unix_us(slot), spec.payload_bytes);
+                        let path = spec.path.as_deref().unwrap_or("/").replace("{id}", &id.to_string());
+                        self.ctx.group_sent[self.group.index].fetch_add(1, Ordering::Relaxed);
+                        let ok = matches!(poster.post(&self.ctx, &path, text).await, Ok((s, _)) if (200..300).contains(&s));
+                        self.shard.count(|c| {
+                            c.messages_sent += 1;
+                            if !ok {
+                                c.send_errors += 1;
+                            }
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Feeds bytes to the parser and accounts for every event; `false` on a broken stream.
+    fn feed(&mut self, data: &[u8]) -> bool {
+        // The parser is moved out while it calls back into `self`; events are borrowed from
+        // its buffers, so nothing is allocated per event.
+        let mut parser = std::mem::take(&mut self.parser);
+        let result = parser.feed(data, |e: EventRef<'_>| self.on_event(e.event_type, e.data));
+        self.parser = parser;
+        if let Err(e) = result {
+            tracing::debug!("SSE parse error: {e}");
+            self.shard.count(|c| c.parse_errors += 1);
+            return false;
+        }
+        true
+    }
+
+    fn on_event(&mut self, event_type: &str, data: &str) {
+        let spec = &self.group.spec;
+        if event_type == "lagged" || event_type == "lost" {
+            let missed = serde_json::from_str::<Value>(data).map_or(0, |v| missed_of(&v));
+            self.shard.count(|c| c.server_drops += missed);
+            return;
+        }
+        if spec.send.as_ref().is_some_and(|s| s.id_event == event_type) {
+            self.user_id = serde_json::from_str::<Value>(data)
+                .ok()
+                .and_then(|v| v.get("id")?.as_u64());
+            return;
+        }
+        if !spec.events.iter().any(|e| e == event_type) {
+            return;
+        }
+        let now_us = self.ctx.clock.now_us();
+        let stamp = serde_json::from_str::<Value>(data)
+            .ok()
+            .and_then(|v| read_stamp(&v, &spec.stamp))
+            .and_then(Result::ok);
+        let Some(stamp) = stamp else {
+            self.shard.count(|c| c.parse_errors += 1);
+            return;
+        };
+        self.received += 1;
+        self.ctx.received.fetch_add(1, Ordering::Relaxed);
+        let bytes = data.len() as u64;
+        self.shard.count(|c| {
+            c.messages_received += 1;
+            c.bytes_received += bytes;
+        });
+        if matches!(spec.expect, Expect::Stream | Expect::Publisher(_)) {
+            self.tracker.observe(stamp.seq);
+        }
+        let metric = match spec.latency {
+            Latency::Delivery => Metric::Delivery,
+            Latency::Rtt => Metric::WsRtt,
+        };
+        self.ctx
+            .record(&self.shard, metric, now_us.saturating_sub(stamp.ts));
+        if !self.got_first {
+            self.got_first = true;
+            self.ctx
+                .record(&self.shard, Metric::FirstEvent, elapsed_us(self.attempt_at));
+        }
+        if let Some(dropped) = self.dropped_at.take() {
+            self.ctx
+                .record(&self.shard, Metric::Reconnect, elapsed_us(dropped));
+        }
+    }
+
+    /// Final accounting when the connection is done for good.
+    fn finish(&mut self) {
+        let expected = match &self.group.spec.expect {
+            Expect::Publisher(_) => {
+                let published = self.group.publisher.map_or(0, |p| self.ctx.published(p));
+                self.tracker.finish(published);
+                published
+            }
+            Expect::Stream => self.tracker.next_expected() - 1,
+            Expect::Peers => {
+                let total = self.ctx.group_sent[self.group.index].load(Ordering::Acquire);
+                total.saturating_sub(self.sent)
+            }
+            Expect::Echo | Expect::Nothing => 0,
+        };
+        let t = &self.tracker;
+        self.shard.count(|c| {
+            c.messages_expected += expected;
+            c.gaps += t.gaps;
+            c.duplicates += t.duplicates;
+            c.out_of_order += t.out_of_order;
+        });
+    }
+}
+
+fn classify_hyper(e: &hyper::Error) -> ConnectError {
+    use std::error::Error as _;
+    if let Some(io) = e.source().and_then(|s| s.downcast_ref::<std::io::Error>()) {
+        return ConnectError::from_io(io);
+    }
+    if e.is_incomplete_message() || e.is_closed() || e.is_canceled() {
+        return ConnectError::Reset;
+    }
+    ConnectError::Other(e.to_string())
+}
+
+pub(crate) fn elapsed_us(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// A deterministic fraction in [0, 1) from an id, to spread send slots across connections.
+pub(crate) fn fastrand_fraction(id: u64) -> f64 {
+    let mut x = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    x ^= x >> 31;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}

@@ -1,0 +1,332 @@
+//! Run directory files. Column names are stable (pinned by a golden test and documented in the
+//! README): `summary.csv`, `counters.csv`, `timeseries.csv`, `run.json`; the `.hlog` interval
+//! logs are written while the run goes (see `run`).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::report::{PERCENTILES, Report};
+use crate::stats::Metric;
+
+/// Header of `summary.csv`.
+pub const SUMMARY_HEADER: &str = "metric,count,min,mean,p50,p90,p99,p99.9,max,unit";
+/// Header of `counters.csv`.
+pub const COUNTERS_HEADER: &str = "name,value,source";
+/// Header of `timeseries.csv`.
+pub const TIMESERIES_HEADER: &str = "t_s,connections_open,events_per_s,errors,client_rss_bytes,server_rss_bytes,delivery_p99_us,ws_rtt_p99_us,connect_p99_us";
+
+/// Extra facts for `run.json`.
+#[derive(Debug, Clone, Default)]
+pub struct RunFacts {
+    /// The scenario file.
+    pub scenario_file: Option<PathBuf>,
+    /// The command line as typed.
+    pub command_line: Vec<String>,
+    /// `http://addr` or `bundled`.
+    pub target: String,
+}
+
+/// Writes every file except the `.hlog`s into `report.run_dir`.
+///
+/// # Errors
+/// The I/O error of the first file that could not be written.
+pub fn write_all(report: &Report, facts: &RunFacts) -> std::io::Result<()> {
+    let dir = &report.run_dir;
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("summary.csv"), summary_csv(report))?;
+    std::fs::write(dir.join("counters.csv"), counters_csv(report))?;
+    std::fs::write(dir.join("timeseries.csv"), timeseries_csv(report))?;
+    let json =
+        serde_json::to_string_pretty(&run_json(report, facts)).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("run.json"), json + "\n")
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(String::new, |v| v.to_string())
+}
+
+/// `summary.csv`: one row per latency metric (µs), then the RSS samples of both sides (bytes).
+#[must_use]
+pub fn summary_csv(report: &Report) -> String {
+    let mut out = format!("{SUMMARY_HEADER}\n");
+    for metric in Metric::ALL {
+        let h = report.histograms.get(metric);
+        if h.is_empty() {
+            let _ = writeln!(out, "{},0,,,,,,,,us", metric.name());
+            continue;
+        }
+        let _ = write!(
+            out,
+            "{},{},{},{:.1}",
+            metric.name(),
+            h.len(),
+            h.min(),
+            h.mean()
+        );
+        for (_, p) in PERCENTILES {
+            let _ = write!(out, ",{}", h.value_at_quantile(p / 100.0));
+        }
+        let _ = writeln!(out, ",{},us", h.max());
+    }
+    type Pick = fn(&crate::report::Row) -> Option<u64>;
+    let rss: [(&str, Pick); 2] = [
+        ("client_rss", |r| r.client_rss_bytes),
+        ("server_rss", |r| r.server_rss_bytes),
+    ];
+    for (name, pick) in rss {
+        let mut samples: Vec<u64> = report.timeseries.iter().filter_map(pick).collect();
+        samples.sort_unstable();
+        if samples.is_empty() {
+            let _ = writeln!(out, "{name},0,,,,,,,,bytes");
+            continue;
+        }
+        // Nearest-rank on the sorted samples; `permille` of 1000 is the maximum.
+        let at = |permille: usize| samples[(samples.len() - 1) * permille / 1000];
+        let mean = samples.iter().sum::<u64>() as f64 / samples.len() as f64;
+        let _ = writeln!(
+            out,
+            "{name},{},{},{mean:.1},{},{},{},{},{},bytes",
+            samples.len(),
+            samples[0],
+            at(500),
+            at(900),
+            at(990),
+            at(999),
+            samples[samples.len() - 1]
+        );
+    }
+    out
+}
+
+/// `counters.csv`: loadgen's counters, memory and CPU figures, and the target's own counters
+/// (change over the run).
+#[must_use]
+pub fn counters_csv(report: &Report) -> String {
+    let mut out = format!("{COUNTERS_HEADER}\n");
+    for (name, value) in report.counters.rows() {
+        let _ = writeln!(out, "{name},{value},loadgen");
+    }
+    let m = &report.memory;
+    let memory = [
+        ("client_rss_baseline_bytes", opt(m.client_baseline)),
+        ("client_rss_plateau_bytes", opt(m.client_plateau)),
+        ("client_rss_peak_bytes", opt(m.client_peak)),
+        (
+            "client_bytes_per_connection",
+            opt(m.client_per_connection().map(|v| format!("{v:.0}"))),
+        ),
+        ("server_rss_baseline_bytes", opt(m.server_baseline)),
+        ("server_rss_plateau_bytes", opt(m.server_plateau)),
+        ("server_rss_peak_bytes", opt(m.server_peak)),
+        (
+            "server_bytes_per_connection",
+            opt(m.server_per_connection().map(|v| format!("{v:.0}"))),
+        ),
+        ("connections_at_plateau", m.connections.to_string()),
+    ];
+    for (name, value) in memory {
+        let _ = writeln!(out, "{name},{value},memory");
+    }
+    let c = &report.cpu;
+    let cpu = [
+        (
+            "loadgen_cpu_percent",
+            opt(c.loadgen_percent.map(|v| format!("{v:.1}"))),
+        ),
+        (
+            "server_cpu_percent",
+            opt(c.server_percent.map(|v| format!("{v:.1}"))),
+        ),
+        ("cores", c.cores.to_string()),
+        (
+            "loadgen_saturated",
+            u8::from(c.loadgen_saturated()).to_string(),
+        ),
+        (
+            "machine_saturated",
+            u8::from(c.machine_saturated()).to_string(),
+        ),
+    ];
+    for (name, value) in cpu {
+        let _ = writeln!(out, "{name},{value},cpu");
+    }
+    for (series, after) in &report.server_after {
+        if !series.starts_with("rt_") {
+            continue;
+        }
+        let before = report.server_before.get(series).copied().unwrap_or(0.0);
+        let name = series.replace(',', ";");
+        let _ = writeln!(
+            out,
+            "\"{}\",{},server",
+            name.replace('"', "'"),
+            after - before
+        );
+    }
+    out
+}
+
+/// `timeseries.csv`: one row per second.
+#[must_use]
+pub fn timeseries_csv(report: &Report) -> String {
+    let mut out = format!("{TIMESERIES_HEADER}\n");
+    for r in &report.timeseries {
+        let _ = writeln!(
+            out,
+            "{:.1},{},{},{},{},{},{},{},{}",
+            r.t_s,
+            r.connections_open,
+            r.events_per_s,
+            r.errors,
+            opt(r.client_rss_bytes),
+            opt(r.server_rss_bytes),
+            opt(r.delivery_p99_us),
+            opt(r.ws_rtt_p99_us),
+            opt(r.connect_p99_us)
+        );
+    }
+    out
+}
+
+/// `run.json`: scenario, versions, command line, start time, machine, verdict.
+#[must_use]
+pub fn run_json(report: &Report, facts: &RunFacts) -> serde_json::Value {
+    let thresholds: Vec<serde_json::Value> = report
+        .thresholds
+        .iter()
+        .map(|t| serde_json::json!({"rule": t.rule.text, "actual": t.actual, "passed": t.passed}))
+        .collect();
+    serde_json::json!({
+        "scenario": {
+            "name": report.scenario.name,
+            "description": report.scenario.description,
+            "file": facts.scenario_file.as_ref().map(|p| p.display().to_string()),
+            "plan": report.scenario.plan(),
+        },
+        "versions": {
+            "loadgen": env!("CARGO_PKG_VERSION"),
+            "wire": env!("CARGO_PKG_VERSION"),
+        },
+        "command_line": facts.command_line,
+        "target": facts.target,
+        "started_at": rfc3339(report.started_unix_us),
+        "elapsed_s": report.elapsed.as_secs_f64(),
+        "machine": crate::sysinfo::machine(),
+        "outcome": format!("{:?}", report.outcome),
+        "exit_code": report.exit_code(),
+        "failures": report.failures(),
+        "thresholds": thresholds,
+    })
+}
+
+/// `2026-11-21T14:25:37Z` from Unix µs (UTC, proleptic Gregorian).
+#[must_use]
+pub fn rfc3339(unix_us: u64) -> String {
+    let secs = unix_us / 1_000_000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(i64::try_from(days).unwrap_or(0));
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// `20261121-142537` for run directory names.
+#[must_use]
+pub fn compact_time(unix_us: u64) -> String {
+    rfc3339(unix_us)
+        .replace(['-', ':'], "")
+        .replace('T', "-")
+        .trim_end_matches('Z')
+        .to_owned()
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// The run directory: `--out` as given, or `<root>/<scenario>-<time>`.
+#[must_use]
+pub fn run_dir(out: Option<&Path>, root: &Path, scenario: &str, unix_us: u64) -> PathBuf {
+    out.map_or_else(
+        || root.join(format!("{scenario}-{}", compact_time(unix_us))),
+        Path::to_path_buf,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_utc_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_271_137_000_000), "2026-11-21T14:25:37Z");
+        assert_eq!(rfc3339(951_782_400_000_000), "2000-02-29T00:00:00Z");
+        assert_eq!(compact_time(1_795_271_137_000_000), "20261121-142537");
+    }
+
+    /// Golden: these names are an interface (dashboards and CI scripts read them).
+    #[test]
+    fn column_names_are_pinned() {
+        assert_eq!(
+            SUMMARY_HEADER,
+            "metric,count,min,mean,p50,p90,p99,p99.9,max,unit"
+        );
+        assert_eq!(COUNTERS_HEADER, "name,value,source");
+        assert_eq!(
+            TIMESERIES_HEADER,
+            "t_s,connections_open,events_per_s,errors,client_rss_bytes,server_rss_bytes,delivery_p99_us,ws_rtt_p99_us,connect_p99_us"
+        );
+        let names: Vec<&str> = crate::stats::Counters::default()
+            .rows()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "connections_attempted",
+                "connections_established",
+                "connections_failed",
+                "failed_refused",
+                "failed_timeout",
+                "failed_reset",
+                "failed_status",
+                "failed_content_type",
+                "failed_other",
+                "streams_dropped",
+                "reconnects",
+                "messages_sent",
+                "send_errors",
+                "messages_expected",
+                "messages_received",
+                "lost",
+                "gaps",
+                "duplicates",
+                "out_of_order",
+                "parse_errors",
+                "server_drops",
+                "errors",
+                "bytes_received"
+            ]
+        );
+        let metrics: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+        assert_eq!(
+            metrics,
+            ["connect", "first_event", "delivery", "ws_rtt", "reconnect"]
+        );
+    }
+}

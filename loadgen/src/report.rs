@@ -1,0 +1,363 @@
+//! The result of a run: verdict, thresholds, latency summaries, counters, memory, CPU, and
+//! the console table.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::scenario::{Scenario, Subject, Threshold};
+use crate::stats::{Counters, Histograms, Metric};
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Ran to the end.
+    Completed,
+    /// Stopped by Ctrl-C / SIGTERM; results so far were written.
+    Interrupted,
+    /// The hard time limit cut the run short.
+    TimeLimit,
+    /// The target died or became unreachable mid-run.
+    TargetFailed(String),
+}
+
+/// One threshold's result.
+#[derive(Debug, Clone)]
+pub struct ThresholdResult {
+    /// The rule.
+    pub rule: Threshold,
+    /// The measured value (µs for latencies), `None` when there was no sample.
+    pub actual: Option<f64>,
+    /// Whether it holds (a rule with no sample fails).
+    pub passed: bool,
+}
+
+/// Memory of both sides, bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    /// Loadgen RSS before connecting.
+    pub client_baseline: Option<u64>,
+    /// Loadgen RSS with every connection open (end of the measured phase).
+    pub client_plateau: Option<u64>,
+    /// Highest loadgen RSS sample.
+    pub client_peak: Option<u64>,
+    /// Target RSS before connecting.
+    pub server_baseline: Option<u64>,
+    /// Target RSS with every connection open.
+    pub server_plateau: Option<u64>,
+    /// Highest target RSS sample.
+    pub server_peak: Option<u64>,
+    /// Connections open at the plateau sample.
+    pub connections: u64,
+}
+
+impl Memory {
+    fn per_connection(baseline: Option<u64>, plateau: Option<u64>, n: u64) -> Option<f64> {
+        let (b, p) = (baseline?, plateau?);
+        (n > 0).then(|| p.saturating_sub(b) as f64 / n as f64)
+    }
+
+    /// `(client plateau - client baseline) / connections`, bytes.
+    #[must_use]
+    pub fn client_per_connection(&self) -> Option<f64> {
+        Self::per_connection(self.client_baseline, self.client_plateau, self.connections)
+    }
+
+    /// `(server plateau - server baseline) / connections`, bytes.
+    #[must_use]
+    pub fn server_per_connection(&self) -> Option<f64> {
+        Self::per_connection(self.server_baseline, self.server_plateau, self.connections)
+    }
+}
+
+/// CPU use over the measured phase, percent of one core.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu {
+    /// Loadgen's own CPU.
+    pub loadgen_percent: Option<f64>,
+    /// The bundled server's CPU (unknown for a remote target).
+    pub server_percent: Option<f64>,
+    /// Cores available.
+    pub cores: usize,
+}
+
+impl Cpu {
+    /// Loadgen used at least 90% of the cores its runtime has: latencies measure the tool.
+    #[must_use]
+    pub fn loadgen_saturated(&self) -> bool {
+        self.loadgen_percent
+            .is_some_and(|p| p >= 90.0 * self.cores as f64)
+    }
+
+    /// Loadgen and server together used at least 90% of the machine.
+    #[must_use]
+    pub fn machine_saturated(&self) -> bool {
+        let total = self.loadgen_percent.unwrap_or(0.0) + self.server_percent.unwrap_or(0.0);
+        total >= 90.0 * self.cores as f64
+    }
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    /// Seconds since the run started.
+    pub t_s: f64,
+    /// Connections open.
+    pub connections_open: u64,
+    /// Measured messages received in this second.
+    pub events_per_s: u64,
+    /// Errors in this second.
+    pub errors: u64,
+    /// Loadgen RSS.
+    pub client_rss_bytes: Option<u64>,
+    /// Target RSS.
+    pub server_rss_bytes: Option<u64>,
+    /// p99 of this second's delivery samples, µs.
+    pub delivery_p99_us: Option<u64>,
+    /// p99 of this second's WS RTT samples, µs.
+    pub ws_rtt_p99_us: Option<u64>,
+    /// p99 of this second's connect samples, µs.
+    pub connect_p99_us: Option<u64>,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The scenario as run (after any scaling).
+    pub scenario: Scenario,
+    /// Where the outputs were written.
+    pub run_dir: PathBuf,
+    /// Start, Unix µs.
+    pub started_unix_us: u64,
+    /// Wall time of the whole run.
+    pub elapsed: Duration,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Latency histograms (measured phase).
+    pub histograms: Histograms,
+    /// Correctness counters (whole run).
+    pub counters: Counters,
+    /// The target's `/metrics` before the run.
+    pub server_before: BTreeMap<String, f64>,
+    /// The target's `/metrics` after the run.
+    pub server_after: BTreeMap<String, f64>,
+    /// Memory of both sides.
+    pub memory: Memory,
+    /// CPU of both sides.
+    pub cpu: Cpu,
+    /// Per-second rows.
+    pub timeseries: Vec<Row>,
+    /// Threshold results.
+    pub thresholds: Vec<ThresholdResult>,
+}
+
+/// Percentiles reported for every latency metric (`summary.csv` columns).
+pub const PERCENTILES: [(&str, f64); 4] =
+    [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9)];
+
+/// Value of a latency statistic, µs.
+#[must_use]
+pub fn latency_stat(histograms: &Histograms, metric: &str, stat: &str) -> Option<f64> {
+    let metric = Metric::ALL.into_iter().find(|m| m.name() == metric)?;
+    let h = histograms.get(metric);
+    if h.is_empty() {
+        return None;
+    }
+    let value = match stat {
+        "min" => h.min() as f64,
+        "max" => h.max() as f64,
+        "mean" => h.mean(),
+        other => {
+            let q: f64 = other.strip_prefix('p')?.parse().ok()?;
+            h.value_at_quantile(q / 100.0) as f64
+        }
+    };
+    Some(value)
+}
+
+/// Evaluates rules against the measurements.
+#[must_use]
+pub fn evaluate(
+    rules: &[Threshold],
+    histograms: &Histograms,
+    counters: &Counters,
+) -> Vec<ThresholdResult> {
+    rules
+        .iter()
+        .map(|rule| {
+            let actual = match &rule.subject {
+                Subject::Latency { metric, stat } => latency_stat(histograms, metric, stat),
+                Subject::Counter(name) => counters.get(name).map(|v| v as f64),
+            };
+            ThresholdResult {
+                rule: rule.clone(),
+                passed: actual.is_some_and(|a| rule.op.holds(a, rule.limit)),
+                actual,
+            }
+        })
+        .collect()
+}
+
+impl Report {
+    /// Why the run failed, if it did.
+    #[must_use]
+    pub fn failures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match &self.outcome {
+            Outcome::Completed => {}
+            Outcome::Interrupted => out.push("interrupted before the end".to_owned()),
+            Outcome::TimeLimit => out.push("hit the hard time limit".to_owned()),
+            Outcome::TargetFailed(why) => out.push(format!("target failed: {why}")),
+        }
+        for t in self.thresholds.iter().filter(|t| !t.passed) {
+            out.push(format!(
+                "threshold `{}` failed ({})",
+                t.rule,
+                t.actual
+                    .map_or("no samples".to_owned(), |a| fmt_value(&t.rule, a))
+            ));
+        }
+        let loss = self.counters.unexplained_loss();
+        if loss > 0 {
+            out.push(format!(
+                "{loss} expected messages were lost without the server reporting it"
+            ));
+        }
+        if self.counters.connections_established == 0 {
+            out.push("no connection was established".to_owned());
+        }
+        out
+    }
+
+    /// Process exit code: 0 pass, 1 failed (thresholds, loss, interrupted, time limit),
+    /// 3 target unreachable or failed.
+    #[must_use]
+    pub fn exit_code(&self) -> i32 {
+        if matches!(self.outcome, Outcome::TargetFailed(_))
+            || self.counters.connections_established == 0
+        {
+            return 3;
+        }
+        i32::from(!self.failures().is_empty())
+    }
+
+    /// The console table.
+    #[must_use]
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "\nscenario {} ({:.1}s) -> {}",
+            self.scenario.name,
+            self.elapsed.as_secs_f64(),
+            self.run_dir.display()
+        );
+        let _ = writeln!(
+            out,
+            "{:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "latency", "count", "p50", "p90", "p99", "p99.9", "max", "mean"
+        );
+        for metric in Metric::ALL {
+            let h = self.histograms.get(metric);
+            if h.is_empty() {
+                continue;
+            }
+            let ms = |v: u64| format!("{:.2}ms", v as f64 / 1000.0);
+            let _ = writeln!(
+                out,
+                "{:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                metric.name(),
+                h.len(),
+                ms(h.value_at_quantile(0.5)),
+                ms(h.value_at_quantile(0.9)),
+                ms(h.value_at_quantile(0.99)),
+                ms(h.value_at_quantile(0.999)),
+                ms(h.max()),
+                format!("{:.2}ms", h.mean() / 1000.0)
+            );
+        }
+        let c = &self.counters;
+        let _ = writeln!(
+            out,
+            "connections: {} attempted, {} established, {} failed, {} reconnects",
+            c.connections_attempted,
+            c.connections_established,
+            c.connections_failed(),
+            c.reconnects
+        );
+        let _ = writeln!(
+            out,
+            "messages: {} sent, {} expected, {} received, {} lost, {} gaps, {} duplicates, {} out of order, {} parse errors, {} server-reported drops",
+            c.messages_sent,
+            c.messages_expected,
+            c.messages_received,
+            c.lost(),
+            c.gaps,
+            c.duplicates,
+            c.out_of_order,
+            c.parse_errors,
+            c.server_drops
+        );
+        let mib = |b: Option<u64>| {
+            b.map_or("-".to_owned(), |b| {
+                format!("{:.1} MiB", b as f64 / 1048576.0)
+            })
+        };
+        let kib = |b: Option<f64>| b.map_or("-".to_owned(), |b| format!("{:.2} KiB", b / 1024.0));
+        let m = &self.memory;
+        let _ = writeln!(
+            out,
+            "memory: loadgen peak {} ({} per connection), target peak {} ({} per connection), {} connections",
+            mib(m.client_peak),
+            kib(m.client_per_connection()),
+            mib(m.server_peak),
+            kib(m.server_per_connection()),
+            m.connections
+        );
+        let pct = |p: Option<f64>| p.map_or("-".to_owned(), |p| format!("{p:.0}%"));
+        let _ = writeln!(
+            out,
+            "cpu: loadgen {}, target {} (of one core; {} cores)",
+            pct(self.cpu.loadgen_percent),
+            pct(self.cpu.server_percent),
+            self.cpu.cores
+        );
+        if self.cpu.loadgen_saturated() {
+            let _ = writeln!(
+                out,
+                "WARNING: loadgen saturated its cores: latencies measure loadgen, not the target"
+            );
+        } else if self.cpu.machine_saturated() {
+            let _ = writeln!(
+                out,
+                "WARNING: loadgen and target together saturated the machine: latencies include CPU contention"
+            );
+        }
+        for t in &self.thresholds {
+            let actual = t
+                .actual
+                .map_or("no samples".to_owned(), |a| fmt_value(&t.rule, a));
+            let _ = writeln!(
+                out,
+                "{} {} (actual {actual})",
+                if t.passed { "PASS" } else { "FAIL" },
+                t.rule
+            );
+        }
+        let failures = self.failures();
+        if failures.is_empty() {
+            let _ = writeln!(out, "verdict: PASS");
+        } else {
+            let _ = writeln!(out, "verdict: FAIL: {}", failures.join("; "));
+        }
+        out
+    }
+}
+
+fn fmt_value(rule: &Threshold, v: f64) -> String {
+    match rule.subject {
+        Subject::Latency { .. } => format!("{:.3}ms", v / 1000.0),
+        Subject::Counter(_) => format!("{v}"),
+    }
+}

@@ -1,0 +1,128 @@
+//! What the OS says about processes and the machine: RSS, CPU time, the file limit.
+
+use std::time::Duration;
+
+use rustix::process::{Resource, getrlimit, setrlimit};
+
+/// Resident set size of `pid` (or this process) in bytes, from `/proc/<pid>/status`.
+#[must_use]
+pub fn rss_bytes(pid: Option<u32>) -> Option<u64> {
+    let path = pid.map_or_else(
+        || "/proc/self/status".to_owned(),
+        |p| format!("/proc/{p}/status"),
+    );
+    let status = std::fs::read_to_string(path).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// User plus system CPU time of `pid` (or this process), from `/proc/<pid>/stat`.
+#[must_use]
+pub fn cpu_time(pid: Option<u32>) -> Option<Duration> {
+    let path = pid.map_or_else(
+        || "/proc/self/stat".to_owned(),
+        |p| format!("/proc/{p}/stat"),
+    );
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name (field 2) may contain spaces; fields after its closing ')' are fixed.
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    let ticks = rustix::param::clock_ticks_per_second().max(1);
+    Some(Duration::from_secs_f64(
+        (utime + stime) as f64 / ticks as f64,
+    ))
+}
+
+/// The open-files limit could not be raised far enough.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "this scenario needs about {needed} open files but the hard limit is {hard}: \
+     lower the connection counts, split the load over several loadgen processes, \
+     or raise the hard limit (ulimit -Hn)"
+)]
+pub struct FdLimitError {
+    /// Descriptors the scenario needs.
+    pub needed: u64,
+    /// The hard limit.
+    pub hard: u64,
+}
+
+/// Raises the soft open-files limit to the hard limit; fails when `needed` exceeds it.
+/// Returns the new soft limit.
+///
+/// # Errors
+/// [`FdLimitError`] when `needed` is above the hard limit.
+pub fn raise_fd_limit(needed: u64) -> Result<u64, FdLimitError> {
+    let limit = getrlimit(Resource::Nofile);
+    let hard = limit.maximum.unwrap_or(u64::MAX);
+    if needed > hard {
+        return Err(FdLimitError { needed, hard });
+    }
+    let soft = limit.current.unwrap_or(u64::MAX);
+    if soft < hard {
+        let raised = rustix::process::Rlimit {
+            current: Some(hard),
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!("cannot raise the open-files soft limit to {hard}: {e}");
+            return if needed > soft {
+                Err(FdLimitError { needed, hard: soft })
+            } else {
+                Ok(soft)
+            };
+        }
+        return Ok(hard);
+    }
+    Ok(soft)
+}
+
+/// A short description of the machine for `run.json`.
+#[must_use]
+pub fn machine() -> serde_json::Value {
+    let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned());
+    let cpu_model = read("/proc/cpuinfo").and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|m| m.trim().to_owned())
+    });
+    let mem_total_kib = read("/proc/meminfo").and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("MemTotal:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse::<u64>()
+            .ok()
+    });
+    serde_json::json!({
+        "hostname": read("/proc/sys/kernel/hostname"),
+        "kernel": read("/proc/sys/kernel/osrelease"),
+        "cpu_model": cpu_model,
+        "cpus": std::thread::available_parallelism().map(std::num::NonZero::get).ok(),
+        "memory_bytes": mem_total_kib.map(|k| k * 1024),
+        "open_files_limit": getrlimit(Resource::Nofile).current,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_is_measurable() {
+        assert!(rss_bytes(None).is_some_and(|b| b > 1024 * 1024));
+        assert!(cpu_time(None).is_some());
+        assert!(rss_bytes(Some(u32::MAX)).is_none(), "no such process");
+    }
+
+    #[test]
+    fn impossible_fd_needs_are_refused_clearly() {
+        let err = raise_fd_limit(u64::MAX).expect_err("beyond any hard limit");
+        assert!(err.to_string().contains("open files"));
+        assert!(raise_fd_limit(16).is_ok());
+    }
+}

@@ -1,0 +1,218 @@
+//! The target server: the bundled one as a child process, or a remote address.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::{Instant, timeout};
+
+/// The line `loadgen serve` prints on stdout once it listens: `LISTENING <addr>`.
+pub const LISTENING: &str = "LISTENING";
+
+/// How long the bundled server may take to start and answer `/healthz`.
+const START_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Failures reaching or running the target.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// The bundled server could not be started.
+    #[error("cannot start the bundled server: {0}")]
+    Start(String),
+    /// The target does not answer.
+    #[error("target {addr} is unreachable: {reason}")]
+    Unreachable {
+        /// The address.
+        addr: SocketAddr,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// A running target.
+#[derive(Debug)]
+pub struct Target {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    child: Option<Child>,
+}
+
+impl Target {
+    /// A server someone else runs.
+    #[must_use]
+    pub fn remote(addr: SocketAddr) -> Self {
+        Self { addr, child: None }
+    }
+
+    /// Starts `exe serve --listen 127.0.0.1:0 <args>` and waits until it answers `/healthz`.
+    ///
+    /// # Errors
+    /// [`TargetError::Start`] when it does not start or listen in time.
+    pub async fn spawn(exe: &Path, args: &[String]) -> Result<Self, TargetError> {
+        let mut child = Command::new(exe)
+            .arg("serve")
+            .arg("--listen=127.0.0.1:0")
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| TargetError::Start(format!("{}: {e}", exe.display())))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| TargetError::Start("no stdout".to_owned()))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = timeout(START_DEADLINE, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(addr) = line.strip_prefix(LISTENING) {
+                    return addr.trim().parse::<SocketAddr>().ok();
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| TargetError::Start("it exited or never reported its address".to_owned()))?;
+        let target = Self {
+            addr,
+            child: Some(child),
+        };
+        target.wait_healthy().await?;
+        Ok(target)
+    }
+
+    /// Polls `/healthz` until it answers 200.
+    ///
+    /// # Errors
+    /// [`TargetError::Unreachable`] after the start deadline.
+    pub async fn wait_healthy(&self) -> Result<(), TargetError> {
+        let started = Instant::now();
+        let mut last = String::new();
+        while started.elapsed() < START_DEADLINE {
+            match get(self.addr, "/healthz").await {
+                Ok((200, _)) => return Ok(()),
+                Ok((status, _)) => last = format!("/healthz answered {status}"),
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(TargetError::Unreachable {
+            addr: self.addr,
+            reason: last,
+        })
+    }
+
+    /// The child's pid (bundled server only).
+    #[must_use]
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// Whether the bundled server has exited (always `false` for a remote target).
+    pub fn has_exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| !matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Stops the bundled server with SIGTERM (SIGKILL after 10 s); nothing for a remote one.
+    pub async fn stop(mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .and_then(rustix::process::Pid::from_raw);
+        if let Some(pid) = pid {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        if timeout(Duration::from_secs(10), child.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("bundled server ignored SIGTERM; killing it");
+            let _ = child.kill().await;
+        }
+    }
+}
+
+/// `GET path` on a fresh connection; returns status and body.
+///
+/// # Errors
+/// A description of the failure.
+pub async fn get(addr: SocketAddr, path: &str) -> Result<(u16, Bytes), String> {
+    let work = async {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = hyper::Request::get(path)
+            .header("host", addr.to_string())
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = res.status().as_u16();
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, body))
+    };
+    timeout(Duration::from_secs(10), work)
+        .await
+        .map_err(|_| format!("GET {path} timed out"))?
+}
+
+/// Scrapes `/metrics` into `series -> value` (Prometheus text format); empty when the target
+/// has no such endpoint.
+pub async fn scrape(addr: SocketAddr) -> BTreeMap<String, f64> {
+    match get(addr, "/metrics").await {
+        Ok((200, body)) => parse_metrics(&String::from_utf8_lossy(&body)),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// Parses Prometheus text exposition lines (`name{labels} value`).
+#[must_use]
+pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_lines_parse() {
+        let m = parse_metrics(
+            "# HELP x y\nrt_open{a=\"b c\"} 3\nprocess_resident_memory_bytes 1e6\nbroken\n",
+        );
+        assert_eq!(m.get("rt_open{a=\"b c\"}"), Some(&3.0));
+        assert_eq!(m.get("process_resident_memory_bytes"), Some(&1e6));
+        assert_eq!(m.len(), 2);
+    }
+}
