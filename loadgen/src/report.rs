@@ -150,6 +150,8 @@ pub struct Report {
     pub timeseries: Vec<Row>,
     /// Threshold results.
     pub thresholds: Vec<ThresholdResult>,
+    /// Up to five distinct connection errors seen.
+    pub error_samples: Vec<String>,
 }
 
 /// Percentiles reported for every latency metric (`summary.csv` columns).
@@ -226,6 +228,12 @@ impl Report {
         }
         if self.counters.connections_established == 0 {
             out.push("no connection was established".to_owned());
+        }
+        if !self.error_samples.is_empty() {
+            out.push(format!(
+                "connection errors: {}",
+                self.error_samples.join(", ")
+            ));
         }
         out
     }

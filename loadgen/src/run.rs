@@ -135,6 +135,9 @@ fn arrival_offset(arrival: Arrival, i: u32, count: u32) -> Duration {
     }
 }
 
+/// Pause between the last connection opening and the first message sent.
+const SETTLE: Duration = Duration::from_millis(200);
+
 /// What the reporter hands back at the end.
 #[derive(Debug, Default)]
 struct Gathered {
@@ -292,6 +295,8 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
         {
             sleep(Duration::from_millis(20)).await;
         }
+        // Let the server process the last joins and subscriptions before anyone sends.
+        sleep(SETTLE).await;
         let from = Instant::now() + scenario.run.warmup;
         let until = from + scenario.run.duration;
         ctx.set_window(from, until);
@@ -394,6 +399,11 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
         cpu,
         timeseries: gathered.rows,
         thresholds,
+        error_samples: ctx
+            .error_samples
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone(),
     };
     output::write_all(&report, &facts).map_err(|source| RunError::Output {
         path: run_dir,

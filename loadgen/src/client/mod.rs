@@ -7,8 +7,8 @@ pub(crate) mod ws;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -81,6 +81,8 @@ pub(crate) struct RunCtx {
     pub(crate) group_sent: Vec<AtomicU64>,
     /// Measured messages received, all connections (for events/s).
     pub(crate) received: AtomicU64,
+    /// A few distinct connection errors, for the verdict.
+    pub(crate) error_samples: Mutex<Vec<String>>,
 }
 
 impl RunCtx {
@@ -104,6 +106,18 @@ impl RunCtx {
             published: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
             group_sent: (0..groups).map(|_| AtomicU64::new(0)).collect(),
             received: AtomicU64::new(0),
+            error_samples: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Keeps up to five distinct error descriptions.
+    pub(crate) fn note_error(&self, what: &str) {
+        let mut samples = self
+            .error_samples
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if samples.len() < 5 && !samples.iter().any(|s| s == what) {
+            samples.push(what.to_owned());
         }
     }
 

@@ -123,6 +123,8 @@ impl Conn {
             Err(ConnectError::Status(204)) => return Ended::NoContent,
             Err(e) => {
                 tracing::debug!(group = %self.group.spec.name, "SSE connect failed: {e}");
+                self.ctx
+                    .note_error(&format!("{e} on {}", self.group.spec.path));
                 self.shard.count(|c| e.count(c));
                 // EventSource fails for good on a non-200 status or wrong content type.
                 return match e {

@@ -115,6 +115,8 @@ impl Conn {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(group = %self.group.spec.name, "WS connect failed: {e}");
+                self.ctx
+                    .note_error(&format!("{e} on {}", self.group.spec.path));
                 self.shard.count(|c| e.count(c));
                 return Ended::Dropped;
             }
