@@ -214,6 +214,12 @@ impl ScenarioMetrics {
         self.bytes_sent.fetch_add(bytes as u64, Relaxed);
     }
 
+    /// Counts `n` messages of `bytes` bytes in total sent to a client.
+    pub fn sent_many(&self, n: u64, bytes: usize) {
+        self.messages_sent.fetch_add(n, Relaxed);
+        self.bytes_sent.fetch_add(bytes as u64, Relaxed);
+    }
+
     /// Counts bytes sent that are not a message (keep-alives, retry hints).
     pub fn sent_overhead(&self, bytes: usize) {
         self.bytes_sent.fetch_add(bytes as u64, Relaxed);

@@ -75,6 +75,8 @@ pub(crate) struct RunCtx {
     pub(crate) measure_until: AtomicI64,
     /// Connections currently open.
     pub(crate) open: AtomicU64,
+    /// Connections whose first attempt has finished (established or failed).
+    pub(crate) first_attempts: AtomicU64,
     /// Messages each publisher has sent (by index).
     pub(crate) published: Vec<AtomicU64>,
     /// Messages each client group has sent (by index).
@@ -103,6 +105,7 @@ impl RunCtx {
             measure_from: AtomicI64::new(i64::MAX),
             measure_until: AtomicI64::new(i64::MAX),
             open: AtomicU64::new(0),
+            first_attempts: AtomicU64::new(0),
             published: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
             group_sent: (0..groups).map(|_| AtomicU64::new(0)).collect(),
             received: AtomicU64::new(0),

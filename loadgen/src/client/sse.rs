@@ -38,6 +38,12 @@ enum Ended {
     NoContent,
 }
 
+/// The hyper connection future that moves the bytes; polled next to the response body.
+struct Driver {
+    conn: std::pin::Pin<Box<http1::Connection<TokioIo<tokio::net::TcpStream>, Empty<Bytes>>>>,
+    done: bool,
+}
+
 /// Per-connection state that survives reconnects.
 struct Conn {
     ctx: Ctx,
@@ -50,6 +56,8 @@ struct Conn {
     /// When the previous stream dropped (for `reconnect` latency).
     dropped_at: Option<Instant>,
     got_first: bool,
+    /// The first connection attempt has finished (counted in `first_attempts`).
+    attempted: bool,
     /// This connection's id from the `id_event` (SSE chat user id).
     user_id: Option<u64>,
     sent: u64,
@@ -69,6 +77,7 @@ pub(crate) async fn run(ctx: Ctx, group: Arc<GroupRun>, shard: Shard, start_at: 
         attempt_at: Instant::now(),
         dropped_at: None,
         got_first: false,
+        attempted: false,
         user_id: None,
         sent: 0,
         received: 0,
@@ -118,7 +127,9 @@ impl Conn {
         self.attempt_at = Instant::now();
         self.parser.reset_stream();
         self.shard.count(|c| c.connections_attempted += 1);
-        let (body, conn) = match self.open().await {
+        let opened = self.open().await;
+        self.mark_attempted();
+        let (body, driver) = match opened {
             Ok(opened) => opened,
             Err(ConnectError::Status(204)) => return Ended::NoContent,
             Err(e) => {
@@ -137,7 +148,7 @@ impl Conn {
         self.ctx.record(&self.shard, Metric::Connect, connect_us);
         self.shard.count(|c| c.connections_established += 1);
         self.ctx.open.fetch_add(1, Ordering::Relaxed);
-        let ended = self.read(body, conn, poster, hold_until).await;
+        let ended = self.read(body, driver, poster, hold_until).await;
         self.ctx.open.fetch_sub(1, Ordering::Relaxed);
         if matches!(ended, Ended::Dropped) {
             self.shard.count(|c| c.streams_dropped += 1);
@@ -145,17 +156,9 @@ impl Conn {
         ended
     }
 
-    async fn open(
-        &mut self,
-    ) -> Result<
-        (
-            Incoming,
-            http1::Connection<TokioIo<tokio::net::TcpStream>, Empty<Bytes>>,
-        ),
-        ConnectError,
-    > {
+    async fn open(&mut self) -> Result<(Incoming, Driver), ConnectError> {
         let tcp = tcp_connect(self.ctx.target).await?;
-        let (mut sender, mut conn) = http1::Builder::new()
+        let (mut sender, conn) = http1::Builder::new()
             .read_buf_exact_size(Some(4096))
             .handshake(TokioIo::new(tcp))
             .await
@@ -174,10 +177,20 @@ impl Conn {
         let req = req
             .body(Empty::new())
             .map_err(|e| ConnectError::Other(e.to_string()))?;
+        let mut driver = Driver {
+            conn: Box::pin(conn),
+            done: false,
+        };
         let response = tokio::time::timeout(super::CONNECT_TIMEOUT, async {
-            tokio::select! {
-                res = sender.send_request(req) => res.map_err(|e| classify_hyper(&e)),
-                res = &mut conn => Err(res.err().map_or(ConnectError::Reset, |e| classify_hyper(&e))),
+            let send = sender.send_request(req);
+            tokio::pin!(send);
+            loop {
+                tokio::select! {
+                    res = &mut send => break res.map_err(|e| classify_hyper(&e)),
+                    // A server may answer and close at once: the connection can finish before
+                    // the response is handed over, so keep waiting for it.
+                    _ = &mut driver.conn, if !driver.done => driver.done = true,
+                }
             }
         })
         .await
@@ -195,18 +208,16 @@ impl Conn {
         if !content_type.starts_with(wire::sse::CONTENT_TYPE) {
             return Err(ConnectError::ContentType(content_type));
         }
-        Ok((response.into_body(), conn))
+        Ok((response.into_body(), driver))
     }
 
     async fn read(
         &mut self,
         mut body: Incoming,
-        conn: http1::Connection<TokioIo<tokio::net::TcpStream>, Empty<Bytes>>,
+        mut driver: Driver,
         poster: &mut Poster,
         hold_until: Option<Instant>,
     ) -> Ended {
-        let mut conn = std::pin::pin!(conn);
-        let mut conn_done = false;
         let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
         let hold = sleep_until(hold_until.unwrap_or(far));
         let churn = sleep_until(self.group.spec.churn.map_or(far, |c| Instant::now() + c));
@@ -239,7 +250,7 @@ impl Conn {
                         }
                     }
                 },
-                _ = &mut conn, if !conn_done => conn_done = true,
+                _ = &mut driver.conn, if !driver.done => driver.done = true,
                 () = stopped(&mut start_sending), if send.is_some() && !sending && self.user_id.is_some() => {
                     sending = true;
                     let offset = Duration::from_secs_f64(period.as_secs_f64() * fastrand_fraction(self.user_id.unwrap_or(0)));
@@ -269,6 +280,14 @@ impl Conn {
                     }
                 }
             }
+        }
+    }
+
+    /// Counts the end of this connection's first attempt (the connect phase waits for all).
+    fn mark_attempted(&mut self) {
+        if !self.attempted {
+            self.attempted = true;
+            self.ctx.first_attempts.fetch_add(1, Ordering::Relaxed);
         }
     }
 

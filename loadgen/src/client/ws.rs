@@ -70,6 +70,8 @@ struct Conn {
     got_first: bool,
     attempt_at: Instant,
     dropped_at: Option<Instant>,
+    /// The first connection attempt has finished (counted in `first_attempts`).
+    attempted: bool,
 }
 
 /// Runs one WebSocket connection from `start_at` until the run stops.
@@ -86,6 +88,7 @@ pub(crate) async fn run(ctx: Ctx, group: Arc<GroupRun>, shard: Shard, start_at: 
         got_first: false,
         attempt_at: Instant::now(),
         dropped_at: None,
+        attempted: false,
     };
     let mut stop = conn.ctx.stop.clone();
     loop {
@@ -111,7 +114,11 @@ impl Conn {
     async fn connect_and_run(&mut self, hold_until: Option<Instant>) -> Ended {
         self.attempt_at = Instant::now();
         self.shard.count(|c| c.connections_attempted += 1);
-        let mut socket = match connect(&self.ctx, &self.group.spec.path).await {
+        let connected = connect(&self.ctx, &self.group.spec.path).await;
+        if connected.is_err() {
+            self.mark_attempted();
+        }
+        let mut socket = match connected {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(group = %self.group.spec.name, "WS connect failed: {e}");
@@ -202,6 +209,14 @@ impl Conn {
                     }
                 }
             }
+        }
+    }
+
+    /// Counts the end of this connection's first attempt (the connect phase waits for all).
+    fn mark_attempted(&mut self) {
+        if !self.attempted {
+            self.attempted = true;
+            self.ctx.first_attempts.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -18,7 +18,7 @@ use crate::sse::counter::Counter;
 use crate::sse::dashboard::Dashboard;
 use crate::sse::replay::ReplayHub;
 use crate::sse::stocks::Stocks;
-use crate::sse::{StreamSettings, respond};
+use crate::sse::{Initial, StreamSettings, respond};
 
 /// Longest accepted tick interval for `?interval_ms=`: one hour.
 const MAX_INTERVAL_MS: u64 = 3_600_000;
@@ -54,7 +54,7 @@ pub(crate) async fn counter(req: &mut Request, depot: &mut Depot, res: &mut Resp
         res,
         &settings(&app),
         guard,
-        Vec::new(),
+        Initial::default(),
         Counter::new(interval, first),
     );
 }
@@ -76,7 +76,7 @@ pub(crate) async fn stocks(req: &mut Request, depot: &mut Depot, res: &mut Respo
         symbols.unwrap_or(app.config.stock_symbols),
         rate.unwrap_or(app.config.stock_rate),
     );
-    respond(res, &settings(&app), guard, Vec::new(), feed);
+    respond(res, &settings(&app), guard, Initial::default(), feed);
 }
 
 /// `GET /sse/chat`: joins the chat; the first event is `user` with `{"id":…}`.
@@ -228,5 +228,5 @@ pub(crate) async fn dashboard(req: &mut Request, depot: &mut Depot, res: &mut Re
         return;
     };
     let source = Dashboard::new(Arc::clone(&app.metrics), every, app.config.max_connections);
-    respond(res, &settings(&app), guard, Vec::new(), source);
+    respond(res, &settings(&app), guard, Initial::default(), source);
 }

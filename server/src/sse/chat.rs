@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use super::{EventSource, encode};
+use super::{EventSource, Initial, encode};
 use crate::metrics::ScenarioMetrics;
 
 struct Line {
@@ -50,7 +50,7 @@ impl ChatHub {
     }
 
     /// Registers a new user; returns its stream source and the initial `user` event.
-    pub(crate) fn join(self: &Arc<Self>, metrics: Arc<ScenarioMetrics>) -> (ChatStream, Vec<u8>) {
+    pub(crate) fn join(self: &Arc<Self>, metrics: Arc<ScenarioMetrics>) -> (ChatStream, Initial) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let rx = self.tx.subscribe();
         self.users
@@ -64,7 +64,11 @@ impl ChatHub {
             rx,
             metrics,
         };
-        (stream, hello)
+        let initial = Initial {
+            bytes: hello,
+            events: 1,
+        };
+        (stream, initial)
     }
 
     /// Broadcasts `data` (a JSON object) from `from` to every other user; returns how many

@@ -52,13 +52,19 @@ struct Session<S> {
     preamble: Option<Vec<u8>>,
 }
 
-/// Makes `res` an event stream fed by `source`. `initial` (already encoded events, such as a
-/// chat user id or replayed history) is sent right after the `retry:` hint.
+/// Already encoded events to send first (a chat user id, replayed history), and how many.
+#[derive(Debug, Default)]
+pub(crate) struct Initial {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) events: u64,
+}
+
+/// Makes `res` an event stream fed by `source`; `initial` is sent right after the `retry:` hint.
 pub(crate) fn respond<S: EventSource>(
     res: &mut Response,
     settings: &StreamSettings,
     guard: ConnectionGuard,
-    initial: Vec<u8>,
+    initial: Initial,
     source: S,
 ) {
     res.headers_mut().insert(
@@ -69,15 +75,17 @@ pub(crate) fn respond<S: EventSource>(
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     res.headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    let mut preamble = Vec::with_capacity(16 + initial.len());
+    let mut preamble = Vec::with_capacity(16 + initial.bytes.len());
     let retry_ms = u64::try_from(settings.retry.as_millis()).unwrap_or(u64::MAX);
     wire::sse::encode_retry(&mut preamble, retry_ms);
     preamble.push(b'\n');
     guard.metrics().sent_overhead(preamble.len());
-    if !initial.is_empty() {
-        guard.metrics().sent(initial.len());
-        preamble.extend(initial);
+    if initial.events > 0 {
+        guard
+            .metrics()
+            .sent_many(initial.events, initial.bytes.len());
     }
+    preamble.extend(initial.bytes);
     let mut keepalive = interval_at(Instant::now() + settings.keepalive, settings.keepalive);
     keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let session = Session {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use super::{EventSource, encode};
+use super::{EventSource, Initial, encode};
 use crate::metrics::ScenarioMetrics;
 
 #[derive(Debug)]
@@ -83,18 +83,19 @@ impl ReplayHub {
         last_event_id: Option<u64>,
         drop_after: Option<u64>,
         metrics: Arc<ScenarioMetrics>,
-    ) -> (ReplayStream, Vec<u8>) {
+    ) -> (ReplayStream, Initial) {
         let ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
         let rx = self.tx.subscribe();
         let latest = ring.next_id - 1;
-        let mut initial = Vec::new();
+        let mut initial = Initial::default();
         if let Some(last) = last_event_id {
             let first = ring.events.front().map_or(ring.next_id, |e| e.id);
             if last > latest {
                 let notice = format!(
                     "{{\"missed\":0,\"reason\":\"unknown_id\",\"last_event_id\":{last},\"latest\":{latest}}}"
                 );
-                initial.extend(encode(Some("lost"), None, &notice));
+                initial.bytes.extend(encode(Some("lost"), None, &notice));
+                initial.events += 1;
             } else {
                 if last.saturating_add(1) < first {
                     let missed = first - last - 1;
@@ -102,10 +103,12 @@ impl ReplayHub {
                     let notice = format!(
                         "{{\"missed\":{missed},\"reason\":\"evicted\",\"last_event_id\":{last},\"first_available\":{first}}}"
                     );
-                    initial.extend(encode(Some("lost"), None, &notice));
+                    initial.bytes.extend(encode(Some("lost"), None, &notice));
+                    initial.events += 1;
                 }
                 for stored in ring.events.iter().filter(|e| e.id > last) {
-                    initial.extend_from_slice(&stored.event);
+                    initial.bytes.extend_from_slice(&stored.event);
+                    initial.events += 1;
                 }
             }
         }
@@ -182,16 +185,18 @@ mod tests {
         }
         // Ring holds 3..=6.
         let (_, initial) = hub.subscribe(Some(4), None, Arc::clone(&metrics));
-        assert_eq!(ids(&initial), ["message:5", "message:6"]);
+        assert_eq!(ids(&initial.bytes), ["message:5", "message:6"]);
+        assert_eq!(initial.events, 2);
         let (_, initial) = hub.subscribe(Some(6), None, Arc::clone(&metrics));
-        assert!(initial.is_empty());
+        assert!(initial.bytes.is_empty());
         let (_, initial) = hub.subscribe(Some(1), None, Arc::clone(&metrics));
         assert_eq!(
-            ids(&initial),
+            ids(&initial.bytes),
             ["lost:", "message:3", "message:4", "message:5", "message:6"]
         );
-        assert!(String::from_utf8_lossy(&initial).contains("\"missed\":1"));
+        assert_eq!(initial.events, 5);
+        assert!(String::from_utf8_lossy(&initial.bytes).contains("\"missed\":1"));
         let (_, initial) = hub.subscribe(Some(99), None, metrics);
-        assert_eq!(ids(&initial), ["lost:"]);
+        assert_eq!(ids(&initial.bytes), ["lost:"]);
     }
 }

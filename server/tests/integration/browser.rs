@@ -46,8 +46,13 @@ impl Drop for Browser {
 }
 
 async fn launch(binary: &PathBuf, url: &str) -> (Browser, u16) {
+    // One profile per test: two Chromiums sharing a profile hand their pages to one process.
+    let page: String = url
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
     let profile = std::env::temp_dir().join(format!(
-        "rt-browser-{}-{}",
+        "rt-browser-{}-{page}-{}",
         std::process::id(),
         wire::now_unix_us()
     ));
@@ -79,9 +84,12 @@ async fn launch(binary: &PathBuf, url: &str) -> (Browser, u16) {
     let mut poll = interval(Duration::from_millis(50));
     let port = loop {
         poll.tick().await;
-        if let Some(port) = std::fs::read_to_string(&port_file)
-            .ok()
-            .and_then(|s| s.lines().next()?.trim().parse().ok())
+        // The file is complete once it has both lines (port, then browser path); a partly
+        // written file could hold a truncated port.
+        let contents = std::fs::read_to_string(&port_file).unwrap_or_default();
+        let mut lines = contents.lines();
+        if let (Some(port), Some(_path)) = (lines.next(), lines.next())
+            && let Ok(port) = port.trim().parse::<u16>()
         {
             break port;
         }
@@ -164,8 +172,13 @@ async fn open_page(path: &str) -> Option<(server::RunningServer, Browser, Page)>
     let mut poll = interval(Duration::from_millis(100));
     let debugger_url = loop {
         poll.tick().await;
-        let list = support::get(devtools, "/json/list").await;
-        let targets: Value = serde_json::from_str(&list.body).unwrap_or(Value::Null);
+        // DevTools may not accept connections yet: keep polling until the deadline.
+        let list = if tokio::net::TcpStream::connect(devtools).await.is_ok() {
+            support::get(devtools, "/json/list").await.body
+        } else {
+            String::new()
+        };
+        let targets: Value = serde_json::from_str(&list).unwrap_or(Value::Null);
         let found = targets.as_array().and_then(|all| {
             all.iter().find(|t| {
                 t["type"] == "page" && t["url"].as_str().is_some_and(|u| u.contains(&page_path))
@@ -176,8 +189,7 @@ async fn open_page(path: &str) -> Option<(server::RunningServer, Browser, Page)>
         }
         assert!(
             started.elapsed() < BROWSER_DEADLINE,
-            "{path} never opened: {}",
-            list.body
+            "{path} never opened: {list}"
         );
     };
     let (ws, _) = tokio_tungstenite::connect_async(debugger_url)

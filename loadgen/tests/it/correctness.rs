@@ -1,0 +1,246 @@
+//! The measurement itself: gaps, duplicates, delays at the right percentiles, reconnects with
+//! Last-Event-ID, 204, and clear failures for non-SSE answers and unreachable targets.
+
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use loadgen::RunError;
+use tokio::io::AsyncWriteExt;
+
+use crate::support::{self, Handler, SSE_HEAD, event, fake_server, hold_open, respond};
+
+fn one_client(path: &str, extra: &str, duration: &str) -> String {
+    format!(
+        r#"
+[run]
+duration = "{duration}"
+
+[[clients]]
+protocol = "sse"
+path = "{path}"
+count = 1
+{extra}
+"#
+    )
+}
+
+fn not_found_elsewhere(path: &'static str, inner: Handler) -> Handler {
+    Arc::new(move |seen, stream| {
+        if seen.path.starts_with(path) {
+            inner(seen, stream)
+        } else {
+            Box::pin(respond(stream, "404 Not Found", "text/plain"))
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_lossy_duplicating_server_yields_exact_gap_and_duplicate_counts() {
+    // Sends 1..=100, skipping 10, 20, ..., 90 and sending every other multiple of 7 twice.
+    let handler = not_found_elsewhere(
+        "/lossy",
+        Arc::new(|_, mut stream| {
+            Box::pin(async move {
+                let mut out = SSE_HEAD.to_vec();
+                for seq in 1..=100u64 {
+                    if seq % 10 == 0 && seq < 100 {
+                        continue;
+                    }
+                    let copies = if seq % 7 == 0 { 2 } else { 1 };
+                    for _ in 0..copies {
+                        out.extend(event(seq, seq, wire::now_unix_us()));
+                    }
+                }
+                let _ = stream.write_all(&out).await;
+                hold_open(stream).await;
+            })
+        }),
+    );
+    let (addr, _) = fake_server(handler).await;
+    let dir = support::temp_dir("lossy");
+    let scenario = support::scenario(&one_client(
+        "/lossy",
+        "expect = \"stream\"\nreconnect = false",
+        "500ms",
+    ));
+    let report = loadgen::run(support::options(scenario, Some(addr), &dir))
+        .await
+        .expect("runs");
+    let c = report.counters;
+    let dups = (1..=100u64).filter(|s| s % 7 == 0 && s % 10 != 0).count() as u64;
+    assert_eq!(c.gaps, 9, "{c:?}");
+    assert_eq!(c.duplicates, dups, "{c:?}");
+    assert_eq!(c.messages_received, 91 + dups);
+    assert_eq!(c.lost(), 9);
+    assert_eq!(report.exit_code(), 1, "unexplained loss fails the run");
+    assert!(
+        report.failures().iter().any(|f| f.contains("lost")),
+        "{:?}",
+        report.failures()
+    );
+}
+
+#[tokio::test]
+async fn a_known_delayed_fraction_shows_at_the_right_percentiles() {
+    // 200 events/s; every 10th is stamped 50 ms before it is sent (it is 50 ms late).
+    let handler = not_found_elsewhere(
+        "/delay",
+        Arc::new(|_, mut stream| {
+            Box::pin(async move {
+                if stream.write_all(SSE_HEAD).await.is_err() {
+                    return;
+                }
+                let mut tick = tokio::time::interval(Duration::from_millis(5));
+                for seq in 1..=2000u64 {
+                    tick.tick().await;
+                    let now = wire::now_unix_us();
+                    let ts = if seq % 10 == 0 { now - 50_000 } else { now };
+                    if stream.write_all(&event(seq, seq, ts)).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        }),
+    );
+    let (addr, _) = fake_server(handler).await;
+    let dir = support::temp_dir("delay");
+    let scenario = support::scenario(&one_client(
+        "/delay",
+        "expect = \"stream\"\nreconnect = false",
+        "2s",
+    ));
+    let report = loadgen::run(support::options(scenario, Some(addr), &dir))
+        .await
+        .expect("runs");
+    let h = report.histograms.get(loadgen::stats::Metric::Delivery);
+    assert!(h.len() >= 100, "too few samples: {}", h.len());
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    // Wide tolerances: a busy 2-core machine adds milliseconds, never removes the 50.
+    assert!(ms(0.50) < 25.0, "p50 {} ms", ms(0.50));
+    assert!((45.0..=120.0).contains(&ms(0.95)), "p95 {} ms", ms(0.95));
+    assert!((45.0..=120.0).contains(&ms(0.99)), "p99 {} ms", ms(0.99));
+}
+
+#[tokio::test]
+async fn dropped_streams_resume_gap_free_with_last_event_id_honour_retry_and_stop_on_204() {
+    const TOTAL: u64 = 30;
+    const PER_CONNECTION: u64 = 5;
+    let handler = not_found_elsewhere(
+        "/drop",
+        Arc::new(|seen, mut stream| {
+            Box::pin(async move {
+                let after: u64 = seen
+                    .last_event_id
+                    .as_deref()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                if after >= TOTAL {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                        .await;
+                    return;
+                }
+                let mut out = SSE_HEAD.to_vec();
+                out.extend_from_slice(b"retry: 200\n\n");
+                for seq in after + 1..=(after + PER_CONNECTION).min(TOTAL) {
+                    out.extend(event(seq, seq, wire::now_unix_us()));
+                }
+                let _ = stream.write_all(&out).await;
+            })
+        }),
+    );
+    let (addr, seen) = fake_server(handler).await;
+    let dir = support::temp_dir("drop");
+    let scenario = support::scenario(&one_client("/drop", "expect = \"stream\"", "3s"));
+    let report = loadgen::run(support::options(scenario, Some(addr), &dir))
+        .await
+        .expect("runs");
+    let c = report.counters;
+    assert_eq!(
+        (c.messages_received, c.gaps, c.duplicates),
+        (TOTAL, 0, 0),
+        "{c:?}"
+    );
+    assert_eq!(c.reconnects, TOTAL / PER_CONNECTION, "{c:?}");
+    let requests: Vec<_> = seen
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .filter(|s| s.path == "/drop")
+        .cloned()
+        .collect();
+    let ids: Vec<Option<String>> = requests.iter().map(|s| s.last_event_id.clone()).collect();
+    let want: Vec<Option<String>> = std::iter::once(None)
+        .chain((1..=TOTAL / PER_CONNECTION).map(|k| Some((k * PER_CONNECTION).to_string())))
+        .collect();
+    assert_eq!(
+        ids, want,
+        "Last-Event-ID on every reconnect; nothing after the 204"
+    );
+    for pair in requests.windows(2) {
+        let waited = pair[1].at.duration_since(pair[0].at);
+        assert!(
+            waited >= Duration::from_millis(190),
+            "reconnected after {waited:?}, retry is 200 ms"
+        );
+    }
+    assert_eq!(report.exit_code(), 0, "{:?}", report.failures());
+}
+
+#[tokio::test]
+async fn non_sse_answers_fail_clearly_with_exit_code_3() {
+    let handler: Handler = Arc::new(|seen, stream| {
+        Box::pin(async move {
+            match seen.path.as_str() {
+                "/500" => respond(stream, "500 Internal Server Error", "text/plain").await,
+                "/plain" => respond(stream, "200 OK", "text/plain").await,
+                _ => respond(stream, "404 Not Found", "text/plain").await,
+            }
+        })
+    });
+    let (addr, _) = fake_server(handler).await;
+    for (path, words) in [
+        ("/404", "HTTP status 404"),
+        ("/500", "HTTP status 500"),
+        ("/plain", "content type"),
+    ] {
+        let dir = support::temp_dir("bad");
+        let scenario = support::scenario(&one_client(path, "", "200ms"));
+        let report = loadgen::run(support::options(scenario, Some(addr), &dir))
+            .await
+            .expect("runs");
+        assert_eq!(report.exit_code(), 3, "{path}");
+        let failures = report.failures().join("; ");
+        assert!(
+            failures.contains(words) && failures.contains(path),
+            "{path}: {failures}"
+        );
+        assert_eq!(
+            report.counters.connections_failed(),
+            1,
+            "{path}: one attempt, no retry"
+        );
+        assert!(
+            dir.join("counters.csv").exists(),
+            "results are written even then"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_target_is_exit_code_3_before_anything_runs() {
+    let closed = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    let dir = support::temp_dir("unreachable");
+    let scenario = support::scenario(&one_client("/sse/counter", "", "1s"));
+    let err = loadgen::run(support::options(scenario, Some(closed), &dir))
+        .await
+        .expect_err("unreachable");
+    assert!(matches!(err, RunError::Target(_)), "{err}");
+    assert_eq!(err.exit_code(), 3);
+    assert!(err.to_string().contains(&closed.to_string()), "{err}");
+}

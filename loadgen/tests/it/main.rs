@@ -1,0 +1,7 @@
+//! loadgen integration tests: real sockets on 127.0.0.1:0, the bundled server as a real child
+//! process, and small fake servers that misbehave on purpose.
+
+mod cli;
+mod correctness;
+mod scenarios;
+mod support;

@@ -1,0 +1,145 @@
+//! Helpers: temp dirs, run options, and a scriptable fake HTTP server.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use loadgen::scenario::Scenario;
+use loadgen::{Progress, RunOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+pub(crate) fn loadgen_exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_loadgen"))
+}
+
+pub(crate) fn scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
+}
+
+/// A fresh, empty directory under the system temp dir.
+pub(crate) fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "loadgen-{name}-{}-{}",
+        std::process::id(),
+        wire::now_unix_us()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Options for a quiet run writing into `out`.
+pub(crate) fn options(scenario: Scenario, target: Option<SocketAddr>, out: &Path) -> RunOptions {
+    RunOptions {
+        scenario,
+        scenario_file: None,
+        target,
+        token: None,
+        out: Some(out.to_owned()),
+        results_root: out.to_owned(),
+        server_exe: Some(loadgen_exe()),
+        progress: Progress::Quiet,
+        command_line: vec!["test".to_owned()],
+        cancel: None,
+    }
+}
+
+/// Parses a scenario given inline.
+pub(crate) fn scenario(text: &str) -> Scenario {
+    loadgen::scenario::parse(text, Path::new("inline.toml")).expect("valid inline scenario")
+}
+
+/// One request a fake server saw.
+#[derive(Debug, Clone)]
+pub(crate) struct Seen {
+    pub(crate) path: String,
+    pub(crate) last_event_id: Option<String>,
+    pub(crate) at: Instant,
+}
+
+type Reply = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// Writes the whole response for one request on the stream (then the connection closes).
+pub(crate) type Handler = Arc<dyn Fn(Seen, TcpStream) -> Reply + Send + Sync>;
+
+/// A fake HTTP/1.1 server on 127.0.0.1:0; `/metrics` and unknown paths are the handler's.
+pub(crate) async fn fake_server(handler: Handler) -> (SocketAddr, Arc<Mutex<Vec<Seen>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let handler = Arc::clone(&handler);
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                let Some(head) = read_head(&mut stream).await else {
+                    return;
+                };
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let last_event_id = head
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("last-event-id: ")
+                            .or_else(|| l.strip_prefix("Last-Event-ID: "))
+                    })
+                    .map(str::to_owned);
+                let request = Seen {
+                    path,
+                    last_event_id,
+                    at: Instant::now(),
+                };
+                log.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(request.clone());
+                handler(request, stream).await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+async fn read_head(stream: &mut TcpStream) -> Option<String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 || buf.len() > 16 * 1024 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// Response head of an event stream that ends when the connection closes.
+pub(crate) const SSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n";
+
+/// A plain response with no body.
+pub(crate) async fn respond(mut stream: TcpStream, status_line: &str, content_type: &str) {
+    let text = format!(
+        "HTTP/1.1 {status_line}\r\ncontent-type: {content_type}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    );
+    let _ = stream.write_all(text.as_bytes()).await;
+}
+
+/// One stamped SSE event with an id.
+pub(crate) fn event(id: u64, seq: u64, ts: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let data = format!("{{\"seq\":{seq},\"ts\":{ts}}}");
+    let id = id.to_string();
+    wire::sse::encode_event(&mut out, None, Some(&id), &data).expect("valid event");
+    out
+}
+
+/// Keeps the connection open until the client goes away (bounded).
+pub(crate) async fn hold_open(mut stream: TcpStream) {
+    let mut buf = [0u8; 64];
+    let _ = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf)).await;
+}
