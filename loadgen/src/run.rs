@@ -455,6 +455,7 @@ async fn reporter(mut a: ReporterArgs) -> Gathered {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut last_received, mut last_errors) = (0u64, 0u64);
     let mut last_tick = a.t0;
+    let mut refused_in_a_row = 0u32;
     loop {
         let stopping = tokio::select! {
             _ = ticker.tick() => false,
@@ -488,10 +489,24 @@ async fn reporter(mut a: ReporterArgs) -> Gathered {
                 }
                 rss
             }
-            None if a.remote => target::scrape(a.target_addr)
-                .await
-                .get("process_resident_memory_bytes")
-                .and_then(|v| gauge_u64(*v)),
+            None if a.remote => {
+                // A remote target is gone when it refuses connections three seconds running.
+                if client::tcp_connect(a.target_addr).await.is_ok() {
+                    refused_in_a_row = 0;
+                } else {
+                    refused_in_a_row += 1;
+                    if refused_in_a_row >= 3 && !stopping {
+                        *a.target_failed
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner) =
+                            Some(format!("{} refuses connections", a.target_addr));
+                    }
+                }
+                target::scrape(a.target_addr)
+                    .await
+                    .get("process_resident_memory_bytes")
+                    .and_then(|v| gauge_u64(*v))
+            }
             None => None,
         };
         gathered.client_peak = gathered.client_peak.max(client_rss);

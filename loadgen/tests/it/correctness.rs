@@ -244,3 +244,88 @@ async fn an_unreachable_target_is_exit_code_3_before_anything_runs() {
     assert_eq!(err.exit_code(), 3);
     assert!(err.to_string().contains(&closed.to_string()), "{err}");
 }
+
+#[tokio::test]
+async fn a_target_dying_mid_run_ends_it_with_exit_code_3_and_results_written() {
+    let server = server::start(server::ServerConfig::default(), ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("server");
+    let addr = server.local_addr();
+    let dir = support::temp_dir("dies");
+    let scenario = support::scenario(&one_client(
+        "/sse/counter?interval_ms=20",
+        "expect = \"stream\"",
+        "30s",
+    ));
+    let run = tokio::spawn(loadgen::run(support::options(scenario, Some(addr), &dir)));
+    // Let some events flow, then take the server away for good.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server.shutdown(Duration::from_secs(1)).await;
+    let report = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("the run notices within seconds, not at its 30 s end")
+        .expect("task")
+        .expect("runs");
+    assert!(
+        matches!(report.outcome, loadgen::report::Outcome::TargetFailed(_)),
+        "{:?}",
+        report.outcome
+    );
+    assert_eq!(report.exit_code(), 3);
+    assert!(report.counters.messages_received > 0);
+    let counters = std::fs::read_to_string(dir.join("counters.csv")).expect("written");
+    assert!(counters.contains("messages_received,"));
+}
+
+#[tokio::test]
+async fn an_interrupted_run_writes_what_it_gathered() {
+    let server = server::start(server::ServerConfig::default(), ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("server");
+    let dir = support::temp_dir("interrupt");
+    let scenario = support::scenario(&one_client(
+        "/sse/counter?interval_ms=20",
+        "expect = \"stream\"",
+        "30s",
+    ));
+    let (cancel, cancelled) = tokio::sync::watch::channel(false);
+    let mut options = support::options(scenario, Some(server.local_addr()), &dir);
+    options.cancel = Some(cancelled);
+    let run = tokio::spawn(loadgen::run(options));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cancel.send(true).expect("run listening");
+    let report = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("stops promptly")
+        .expect("task")
+        .expect("runs");
+    assert_eq!(report.outcome, loadgen::report::Outcome::Interrupted);
+    assert_eq!(report.exit_code(), 1);
+    assert!(report.counters.messages_received > 0);
+    let run_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).expect("written"))
+            .expect("json");
+    assert_eq!(run_json["outcome"], "Interrupted");
+    assert!(
+        std::fs::read_to_string(dir.join("timeseries.csv"))
+            .expect("written")
+            .lines()
+            .count()
+            > 1
+    );
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_scenario_needing_more_files_than_allowed_is_refused_up_front() {
+    let dir = support::temp_dir("fds");
+    let scenario = support::scenario(
+        &one_client("/sse/counter", "", "1s").replace("count = 1", "count = 1000000"),
+    );
+    let err = loadgen::run(support::options(scenario, None, &dir))
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, RunError::FdLimit(_)), "{err}");
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("open files"), "{err}");
+}
