@@ -47,7 +47,7 @@ struct RunArgs {
     /// Bearer token sent with every request.
     #[arg(long, env = "LOADGEN_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Run directory (default: results/<scenario>-<UTC time>).
+    /// Run directory (default: results/runs/<scenario>-<UTC time>).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Cap every client group at this many connections (smoke runs).
@@ -175,7 +175,7 @@ async fn run(args: RunArgs) -> i32 {
         target,
         token: args.token,
         out: args.out,
-        results_root: PathBuf::from("results"),
+        results_root: PathBuf::from("results/runs"),
         server_exe: std::env::current_exe().ok(),
         progress: Progress::detect(args.quiet),
         command_line: std::env::args().collect(),
