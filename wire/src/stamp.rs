@@ -139,6 +139,14 @@ impl StampFields {
         }
         let value: Value =
             serde_json::from_str(text).map_err(|e| StampError::NotAnObject(e.to_string()))?;
+        self.decode_value(&value)
+    }
+
+    /// Reads the stamp from an already parsed JSON value (no re-serialising).
+    ///
+    /// # Errors
+    /// [`StampError`] naming the missing or malformed field.
+    pub fn decode_value(&self, value: &Value) -> Result<Stamp, StampError> {
         let Value::Object(map) = value else {
             return Err(StampError::NotAnObject("not an object".to_owned()));
         };

@@ -151,6 +151,26 @@ impl RunCtx {
         }
     }
 
+    /// Accounts for one measured message under a single shard lock: counters, its latency
+    /// sample, and the first-event and reconnect latencies when they apply.
+    pub(crate) fn account(&self, shard: &Shard, m: &Received) {
+        let measuring = self.measuring();
+        self.received.fetch_add(1, Ordering::Relaxed);
+        shard.with(|d| {
+            d.counters.messages_received += 1;
+            d.counters.bytes_received += m.bytes;
+            if measuring {
+                d.interval.record(m.latency, m.latency_us);
+                if let Some(us) = m.reconnect_us {
+                    d.interval.record(Metric::Reconnect, us);
+                }
+            }
+            if let Some(us) = m.first_event_us {
+                d.interval.record(Metric::FirstEvent, us);
+            }
+        });
+    }
+
     /// Total messages publisher `i` has sent.
     pub(crate) fn published(&self, i: usize) -> u64 {
         self.published[i].load(Ordering::Acquire)
@@ -160,6 +180,21 @@ impl RunCtx {
     pub(crate) fn host(&self) -> String {
         self.target.to_string()
     }
+}
+
+/// One measured message as seen by a connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Received {
+    /// `delivery` or `ws_rtt`.
+    pub(crate) latency: Metric,
+    /// Receive time minus the stamp, µs.
+    pub(crate) latency_us: u64,
+    /// Message size.
+    pub(crate) bytes: u64,
+    /// Set on the connection's first measured message: connect start to now, µs.
+    pub(crate) first_event_us: Option<u64>,
+    /// Set on the first message after a resume: drop to now, µs.
+    pub(crate) reconnect_us: Option<u64>,
 }
 
 /// The senders of the run's phase signals.
@@ -273,7 +308,7 @@ pub(crate) fn stamped_message(
     Value::Object(map).to_string()
 }
 
-/// Reads the stamp of a received JSON text at `spec.pointer`; `None` when it has none.
+/// Reads the stamp of a parsed JSON message at `spec.pointer`; `None` when it has none.
 pub(crate) fn read_stamp(
     value: &Value,
     spec: &StampSpec,
@@ -287,7 +322,23 @@ pub(crate) fn read_stamp(
     if !object.contains_key(&spec.fields.seq) && !object.contains_key(&spec.fields.ts) {
         return None;
     }
-    Some(spec.fields.decode(&holder.to_string()))
+    Some(spec.fields.decode_value(holder))
+}
+
+/// Reads the stamp of a message text. Fast path (stamp at the top level): one pass over the
+/// text, no JSON tree. `None` when the message has no stamp.
+pub(crate) fn stamp_of_text(
+    text: &str,
+    spec: &StampSpec,
+) -> Option<Result<wire::Stamp, wire::StampError>> {
+    if spec.pointer.is_empty() {
+        return match spec.fields.decode(text) {
+            Err(wire::StampError::MissingField(_)) => None,
+            other => Some(other),
+        };
+    }
+    let value: Value = serde_json::from_str(text).ok()?;
+    read_stamp(&value, spec)
 }
 
 /// The `missed` count of a server `lagged`/`lost` notice.

@@ -16,7 +16,8 @@ use wire::sse::{EventRef, Parser};
 
 use super::post::Poster;
 use super::{
-    ConnectError, Ctx, GroupRun, missed_of, read_stamp, stamped_message, stopped, tcp_connect,
+    ConnectError, Ctx, GroupRun, Received, missed_of, stamp_of_text, stamped_message, stopped,
+    tcp_connect,
 };
 use crate::scenario::{Expect, Latency};
 use crate::stats::{Metric, Shard};
@@ -323,39 +324,29 @@ impl Conn {
             return;
         }
         let now_us = self.ctx.clock.now_us();
-        let stamp = serde_json::from_str::<Value>(data)
-            .ok()
-            .and_then(|v| read_stamp(&v, &spec.stamp))
-            .and_then(Result::ok);
+        let stamp = stamp_of_text(data, &spec.stamp).and_then(Result::ok);
         let Some(stamp) = stamp else {
             self.shard.count(|c| c.parse_errors += 1);
             return;
         };
         self.received += 1;
-        self.ctx.received.fetch_add(1, Ordering::Relaxed);
         let bytes = data.len() as u64;
-        self.shard.count(|c| {
-            c.messages_received += 1;
-            c.bytes_received += bytes;
-        });
         if matches!(spec.expect, Expect::Stream | Expect::Publisher(_)) {
             self.tracker.observe(stamp.seq);
         }
-        let metric = match spec.latency {
-            Latency::Delivery => Metric::Delivery,
-            Latency::Rtt => Metric::WsRtt,
+        let first_event_us = (!self.got_first).then(|| elapsed_us(self.attempt_at));
+        self.got_first = true;
+        let received = Received {
+            latency: match spec.latency {
+                Latency::Delivery => Metric::Delivery,
+                Latency::Rtt => Metric::WsRtt,
+            },
+            latency_us: now_us.saturating_sub(stamp.ts),
+            bytes,
+            first_event_us,
+            reconnect_us: self.dropped_at.take().map(elapsed_us),
         };
-        self.ctx
-            .record(&self.shard, metric, now_us.saturating_sub(stamp.ts));
-        if !self.got_first {
-            self.got_first = true;
-            self.ctx
-                .record(&self.shard, Metric::FirstEvent, elapsed_us(self.attempt_at));
-        }
-        if let Some(dropped) = self.dropped_at.take() {
-            self.ctx
-                .record(&self.shard, Metric::Reconnect, elapsed_us(dropped));
-        }
+        self.ctx.account(&self.shard, &received);
     }
 
     /// Final accounting when the connection is done for good.

@@ -15,7 +15,8 @@ use tokio_tungstenite::{WebSocketStream, client_async_with_config};
 
 use super::sse::{elapsed_us, fastrand_fraction};
 use super::{
-    ConnectError, Ctx, GroupRun, missed_of, read_stamp, stamped_message, stopped, tcp_connect,
+    ConnectError, Ctx, GroupRun, Received, missed_of, read_stamp, stamped_message, stopped,
+    tcp_connect,
 };
 use crate::scenario::{Expect, Latency};
 use crate::stats::{Metric, Shard};
@@ -248,32 +249,25 @@ impl Conn {
         };
         let now_us = self.ctx.clock.now_us();
         let bytes = text.len() as u64;
-        self.ctx.received.fetch_add(1, Ordering::Relaxed);
-        self.shard.count(|c| {
-            c.messages_received += 1;
-            c.bytes_received += bytes;
-        });
         if matches!(
             spec.expect,
             Expect::Echo | Expect::Publisher(_) | Expect::Stream
         ) {
             self.tracker.observe(stamp.seq);
         }
-        let metric = match spec.latency {
-            Latency::Delivery => Metric::Delivery,
-            Latency::Rtt => Metric::WsRtt,
+        let first_event_us = (!self.got_first).then(|| elapsed_us(self.attempt_at));
+        self.got_first = true;
+        let received = Received {
+            latency: match spec.latency {
+                Latency::Delivery => Metric::Delivery,
+                Latency::Rtt => Metric::WsRtt,
+            },
+            latency_us: now_us.saturating_sub(stamp.ts),
+            bytes,
+            first_event_us,
+            reconnect_us: self.dropped_at.take().map(elapsed_us),
         };
-        self.ctx
-            .record(&self.shard, metric, now_us.saturating_sub(stamp.ts));
-        if !self.got_first {
-            self.got_first = true;
-            self.ctx
-                .record(&self.shard, Metric::FirstEvent, elapsed_us(self.attempt_at));
-        }
-        if let Some(dropped) = self.dropped_at.take() {
-            self.ctx
-                .record(&self.shard, Metric::Reconnect, elapsed_us(dropped));
-        }
+        self.ctx.account(&self.shard, &received);
     }
 
     fn finish(&mut self) {

@@ -14,7 +14,7 @@ use crate::metrics::ScenarioMetrics;
 
 struct Line {
     from: u64,
-    event: Vec<u8>,
+    event: bytes::Bytes,
 }
 
 /// Users and the broadcast channel between them.
@@ -82,7 +82,7 @@ impl ChatHub {
         {
             return Err(PostError::UnknownUser);
         }
-        let event = encode(Some("message"), None, data);
+        let event = encode(Some("message"), None, data).into();
         let receivers = self
             .tx
             .send(Arc::new(Line { from, event }))
@@ -101,14 +101,16 @@ pub(crate) struct ChatStream {
 }
 
 impl EventSource for ChatStream {
-    async fn next_event(&mut self) -> Option<Vec<u8>> {
+    async fn next_event(&mut self) -> Option<bytes::Bytes> {
         loop {
             match self.rx.recv().await {
                 Ok(line) if line.from == self.id => {}
                 Ok(line) => return Some(line.event.clone()),
                 Err(RecvError::Lagged(n)) => {
                     self.metrics.lagged(n);
-                    return Some(encode(Some("lagged"), None, &format!("{{\"missed\":{n}}}")));
+                    return Some(
+                        encode(Some("lagged"), None, &format!("{{\"missed\":{n}}}")).into(),
+                    );
                 }
                 Err(RecvError::Closed) => return None,
             }

@@ -39,7 +39,7 @@ impl Counter {
 }
 
 impl EventSource for Counter {
-    async fn next_event(&mut self) -> Option<Vec<u8>> {
+    async fn next_event(&mut self) -> Option<bytes::Bytes> {
         self.ticker.tick().await;
         let seq = self.next_seq;
         // Saturates: a client may resume from any id, even u64::MAX.
@@ -51,6 +51,6 @@ impl EventSource for Counter {
             .with_field("count", seq)
             .map(|m| m.encode())
             .ok()?;
-        Some(encode(None, Some(seq), &data))
+        Some(encode(None, Some(seq), &data).into())
     }
 }

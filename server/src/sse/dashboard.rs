@@ -29,9 +29,9 @@ impl Dashboard {
 }
 
 impl EventSource for Dashboard {
-    async fn next_event(&mut self) -> Option<Vec<u8>> {
+    async fn next_event(&mut self) -> Option<bytes::Bytes> {
         self.ticker.tick().await;
         let snapshot = self.metrics.snapshot_json(self.limit);
-        Some(encode(Some("metrics"), None, &snapshot))
+        Some(encode(Some("metrics"), None, &snapshot).into())
     }
 }

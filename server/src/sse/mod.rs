@@ -33,7 +33,8 @@ pub(crate) const KEEPALIVE: &[u8] = b": keep-alive\n\n";
 /// `next_event` must be cancel-safe: it is raced against keep-alives and shutdown.
 pub(crate) trait EventSource: Send + 'static {
     /// The next encoded event (one or more complete SSE events), or `None` to end the stream.
-    fn next_event(&mut self) -> impl Future<Output = Option<Vec<u8>>> + Send;
+    /// Broadcast sources share one `Bytes` between all subscribers (no copy per client).
+    fn next_event(&mut self) -> impl Future<Output = Option<Bytes>> + Send;
 }
 
 /// Stream-wide settings.
@@ -112,7 +113,7 @@ async fn step<S: EventSource>(
         biased;
         () = s.shutdown.wait() => None,
         event = s.source.next_event() => event.map(|bytes| (bytes, true)),
-        _ = s.keepalive.tick() => Some((KEEPALIVE.to_vec(), false)),
+        _ = s.keepalive.tick() => Some((Bytes::from_static(KEEPALIVE), false)),
     };
     match chunk {
         Some((bytes, is_event)) => {
@@ -122,7 +123,7 @@ async fn step<S: EventSource>(
             } else {
                 s.guard.metrics().sent_overhead(bytes.len());
             }
-            Some((Ok(bytes.into()), s))
+            Some((Ok(bytes), s))
         }
         None => {
             let reason = if s.shutdown.is_triggered() {

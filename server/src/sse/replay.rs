@@ -17,7 +17,7 @@ use crate::metrics::ScenarioMetrics;
 #[derive(Debug)]
 struct Stored {
     id: u64,
-    event: Vec<u8>,
+    event: bytes::Bytes,
 }
 
 #[derive(Debug)]
@@ -66,7 +66,7 @@ impl ReplayHub {
         ring.next_id += 1;
         let stored = Arc::new(Stored {
             id,
-            event: encode(self.event_name, Some(id), &make(id)),
+            event: encode(self.event_name, Some(id), &make(id)).into(),
         });
         if ring.events.len() == self.capacity {
             ring.events.pop_front();
@@ -136,7 +136,7 @@ pub(crate) struct ReplayStream {
 }
 
 impl EventSource for ReplayStream {
-    async fn next_event(&mut self) -> Option<Vec<u8>> {
+    async fn next_event(&mut self) -> Option<bytes::Bytes> {
         if self.remaining == Some(0) {
             return None;
         }
@@ -152,7 +152,9 @@ impl EventSource for ReplayStream {
                 }
                 Err(RecvError::Lagged(n)) => {
                     self.metrics.lagged(n);
-                    return Some(encode(Some("lagged"), None, &format!("{{\"missed\":{n}}}")));
+                    return Some(
+                        encode(Some("lagged"), None, &format!("{{\"missed\":{n}}}")).into(),
+                    );
                 }
                 Err(RecvError::Closed) => return None,
             }

@@ -73,7 +73,7 @@ impl Stocks {
 }
 
 impl EventSource for Stocks {
-    async fn next_event(&mut self) -> Option<Vec<u8>> {
+    async fn next_event(&mut self) -> Option<bytes::Bytes> {
         self.ticker.tick().await;
         self.seq += 1;
         let ts = self.start_us + (self.seq - 1).saturating_mul(self.period_us);
@@ -89,6 +89,6 @@ impl EventSource for Stocks {
             ts,
         })
         .ok()?;
-        Some(encode(Some("price"), Some(self.seq), &data))
+        Some(encode(Some("price"), Some(self.seq), &data).into())
     }
 }
