@@ -329,3 +329,70 @@ async fn a_scenario_needing_more_files_than_allowed_is_refused_up_front() {
     assert_eq!(err.exit_code(), 2);
     assert!(err.to_string().contains("open files"), "{err}");
 }
+
+#[tokio::test]
+async fn churning_sse_clients_resume_gap_free_and_a_ws_publisher_feeds_ws_clients() {
+    let server = server::start(server::ServerConfig::default(), ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("server");
+    let dir = support::temp_dir("churn");
+    let scenario = support::scenario(
+        r#"
+[run]
+duration = "2s"
+
+[[publishers]]
+name = "http"
+protocol = "http"
+path = "/sse/notifications"
+rate = 50
+
+[[publishers]]
+name = "ws"
+protocol = "ws"
+path = "/ws/chat"
+rate = 20
+message = '{"type":"chat"}'
+
+[[clients]]
+name = "churners"
+protocol = "sse"
+path = "/sse/notifications"
+count = 3
+churn = "300ms"
+events = ["notification"]
+expect = "publisher:http"
+
+[[clients]]
+name = "chatters"
+protocol = "ws"
+path = "/ws/chat"
+count = 3
+types = ["chat"]
+expect = "publisher:ws"
+"#,
+    );
+    let report = loadgen::run(support::options(scenario, Some(server.local_addr()), &dir))
+        .await
+        .expect("runs");
+    let c = report.counters;
+    assert!(
+        c.reconnects >= 3 * 5,
+        "each SSE client churned every 300 ms: {c:?}"
+    );
+    assert_eq!(
+        (c.gaps, c.duplicates, c.lost()),
+        (0, 0, 0),
+        "resumed with Last-Event-ID: {c:?}"
+    );
+    let sent_by_ws = report
+        .server_after
+        .get("rt_messages_received_total{scenario=\"ws_chat\",protocol=\"ws\"}")
+        .copied();
+    assert!(
+        sent_by_ws.is_some_and(|n| n >= 20.0),
+        "the WS publisher's messages reached the server: {sent_by_ws:?}"
+    );
+    assert_eq!(report.exit_code(), 0, "{:?}", report.failures());
+    server.shutdown(Duration::from_secs(1)).await;
+}
