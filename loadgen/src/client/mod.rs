@@ -16,8 +16,9 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::scenario::{ClientGroup, StampSpec};
+use crate::scenario::{ClientGroup, Expect, StampSpec};
 use crate::stats::{Counters, Metric, Shard};
+use crate::tracker::SeqTracker;
 
 /// How long one TCP connect plus handshake may take before it counts as a timeout.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -180,6 +181,47 @@ impl RunCtx {
     pub(crate) fn host(&self) -> String {
         self.target.to_string()
     }
+}
+
+/// Counts the end of a connection's first attempt once (the connect phase waits for all).
+pub(crate) fn mark_attempted(ctx: &RunCtx, attempted: &mut bool) {
+    if !*attempted {
+        *attempted = true;
+        ctx.first_attempts.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Final accounting of a connection that is done for good: what it was expected to receive
+/// (per its group's `expect`) and its sequence tracker's counts.
+pub(crate) fn settle(
+    ctx: &RunCtx,
+    group: &GroupRun,
+    shard: &Shard,
+    tracker: &mut SeqTracker,
+    sent: u64,
+) {
+    let expected = match &group.spec.expect {
+        Expect::Echo => {
+            tracker.finish(sent);
+            sent
+        }
+        Expect::Publisher(_) => {
+            let published = group.publisher.map_or(0, |p| ctx.published(p));
+            tracker.finish(published);
+            published
+        }
+        Expect::Stream => tracker.next_expected() - 1,
+        Expect::Peers => ctx.group_sent[group.index]
+            .load(Ordering::Acquire)
+            .saturating_sub(sent),
+        Expect::Nothing => 0,
+    };
+    shard.count(|c| {
+        c.messages_expected += expected;
+        c.gaps += tracker.gaps;
+        c.duplicates += tracker.duplicates;
+        c.out_of_order += tracker.out_of_order;
+    });
 }
 
 /// One measured message as seen by a connection.

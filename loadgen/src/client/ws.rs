@@ -213,12 +213,8 @@ impl Conn {
         }
     }
 
-    /// Counts the end of this connection's first attempt (the connect phase waits for all).
     fn mark_attempted(&mut self) {
-        if !self.attempted {
-            self.attempted = true;
-            self.ctx.first_attempts.fetch_add(1, Ordering::Relaxed);
-        }
+        super::mark_attempted(&self.ctx, &mut self.attempted);
     }
 
     fn on_text(&mut self, text: &str) {
@@ -271,29 +267,12 @@ impl Conn {
     }
 
     fn finish(&mut self) {
-        let expected = match &self.group.spec.expect {
-            Expect::Echo => {
-                self.tracker.finish(self.sent);
-                self.sent
-            }
-            Expect::Publisher(_) => {
-                let published = self.group.publisher.map_or(0, |p| self.ctx.published(p));
-                self.tracker.finish(published);
-                published
-            }
-            Expect::Stream => self.tracker.next_expected() - 1,
-            Expect::Peers => {
-                let total = self.ctx.group_sent[self.group.index].load(Ordering::Acquire);
-                total.saturating_sub(self.sent)
-            }
-            Expect::Nothing => 0,
-        };
-        let t = &self.tracker;
-        self.shard.count(|c| {
-            c.messages_expected += expected;
-            c.gaps += t.gaps;
-            c.duplicates += t.duplicates;
-            c.out_of_order += t.out_of_order;
-        });
+        super::settle(
+            &self.ctx,
+            &self.group,
+            &self.shard,
+            &mut self.tracker,
+            self.sent,
+        );
     }
 }
