@@ -245,6 +245,28 @@ async fn an_unreachable_target_is_exit_code_3_before_anything_runs() {
     assert!(err.to_string().contains(&closed.to_string()), "{err}");
 }
 
+/// Waits (bounded) until the server has sent at least 10 counter events.
+async fn events_flowing(server: &server::RunningServer) {
+    let series = "rt_messages_sent_total{scenario=\"counter\",protocol=\"sse\"} ";
+    let started = tokio::time::Instant::now();
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        poll.tick().await;
+        let text = server.metrics().render(0);
+        let sent: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.parse().ok())
+            .unwrap_or(0);
+        if sent >= 10 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no events flowed"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_target_dying_mid_run_ends_it_with_exit_code_3_and_results_written() {
     let server = server::start(server::ServerConfig::default(), ([127, 0, 0, 1], 0).into())
@@ -258,8 +280,8 @@ async fn a_target_dying_mid_run_ends_it_with_exit_code_3_and_results_written() {
         "30s",
     ));
     let run = tokio::spawn(loadgen::run(support::options(scenario, Some(addr), &dir)));
-    // Let some events flow, then take the server away for good.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Once events flow, take the server away for good.
+    events_flowing(&server).await;
     server.shutdown(Duration::from_secs(1)).await;
     let report = tokio::time::timeout(Duration::from_secs(20), run)
         .await
@@ -292,7 +314,7 @@ async fn an_interrupted_run_writes_what_it_gathered() {
     let mut options = support::options(scenario, Some(server.local_addr()), &dir);
     options.cancel = Some(cancelled);
     let run = tokio::spawn(loadgen::run(options));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    events_flowing(&server).await;
     cancel.send(true).expect("run listening");
     let report = tokio::time::timeout(Duration::from_secs(20), run)
         .await
