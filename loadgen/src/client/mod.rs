@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::scenario::{ClientGroup, Expect, StampSpec};
+use crate::scenario::{ClientGroup, Expect, Latency, StampSpec};
 use crate::stats::{Counters, Metric, Shard};
 use crate::tracker::SeqTracker;
 
@@ -177,51 +177,111 @@ impl RunCtx {
         self.published[i].load(Ordering::Acquire)
     }
 
-    /// Common request headers: host and bearer token.
+    /// The `Host` header value.
     pub(crate) fn host(&self) -> String {
         self.target.to_string()
     }
 }
 
-/// Counts the end of a connection's first attempt once (the connect phase waits for all).
-pub(crate) fn mark_attempted(ctx: &RunCtx, attempted: &mut bool) {
-    if !*attempted {
-        *attempted = true;
-        ctx.first_attempts.fetch_add(1, Ordering::Relaxed);
+/// What one connection tracks across its reconnects, for loss and latency accounting.
+#[derive(Debug)]
+pub(crate) struct Track {
+    /// Sequence accounting of the measured messages.
+    pub(crate) tracker: SeqTracker,
+    /// Start of the current connection attempt.
+    pub(crate) attempt_at: Instant,
+    /// When the previous stream dropped (for `reconnect` latency).
+    pub(crate) dropped_at: Option<Instant>,
+    /// Messages this connection sent.
+    pub(crate) sent: u64,
+    got_first: bool,
+    /// The first attempt has finished (counted in `first_attempts`).
+    attempted: bool,
+}
+
+impl Track {
+    pub(crate) fn new() -> Self {
+        Self {
+            tracker: SeqTracker::new(1),
+            attempt_at: Instant::now(),
+            dropped_at: None,
+            sent: 0,
+            got_first: false,
+            attempted: false,
+        }
+    }
+
+    /// Counts the end of the first attempt once (the connect phase waits for all).
+    pub(crate) fn mark_attempted(&mut self, ctx: &RunCtx) {
+        if !self.attempted {
+            self.attempted = true;
+            ctx.first_attempts.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Accounts for one measured message with `stamp`, `bytes` long, received at `now_us`.
+    pub(crate) fn measured(
+        &mut self,
+        ctx: &RunCtx,
+        shard: &Shard,
+        spec: &ClientGroup,
+        stamp: wire::Stamp,
+        bytes: u64,
+        now_us: u64,
+    ) {
+        if matches!(
+            spec.expect,
+            Expect::Echo | Expect::Publisher(_) | Expect::Stream
+        ) {
+            self.tracker.observe(stamp.seq);
+        }
+        let first_event_us = (!self.got_first).then(|| elapsed_us(self.attempt_at));
+        self.got_first = true;
+        let received = Received {
+            latency: match spec.latency {
+                Latency::Delivery => Metric::Delivery,
+                Latency::Rtt => Metric::WsRtt,
+            },
+            latency_us: now_us.saturating_sub(stamp.ts),
+            bytes,
+            first_event_us,
+            reconnect_us: self.dropped_at.take().map(elapsed_us),
+        };
+        ctx.account(shard, &received);
+    }
+
+    /// Final accounting when the connection is done for good: what it was expected to receive
+    /// (per its group's `expect`) and its sequence tracker's counts.
+    pub(crate) fn settle(&mut self, ctx: &RunCtx, group: &GroupRun, shard: &Shard) {
+        let tracker = &mut self.tracker;
+        let expected = match &group.spec.expect {
+            Expect::Echo => {
+                tracker.finish(self.sent);
+                self.sent
+            }
+            Expect::Publisher(_) => {
+                let published = group.publisher.map_or(0, |p| ctx.published(p));
+                tracker.finish(published);
+                published
+            }
+            Expect::Stream => tracker.next_expected() - 1,
+            Expect::Peers => ctx.group_sent[group.index]
+                .load(Ordering::Acquire)
+                .saturating_sub(self.sent),
+            Expect::Nothing => 0,
+        };
+        shard.count(|c| {
+            c.messages_expected += expected;
+            c.gaps += tracker.gaps;
+            c.duplicates += tracker.duplicates;
+            c.out_of_order += tracker.out_of_order;
+        });
     }
 }
 
-/// Final accounting of a connection that is done for good: what it was expected to receive
-/// (per its group's `expect`) and its sequence tracker's counts.
-pub(crate) fn settle(
-    ctx: &RunCtx,
-    group: &GroupRun,
-    shard: &Shard,
-    tracker: &mut SeqTracker,
-    sent: u64,
-) {
-    let expected = match &group.spec.expect {
-        Expect::Echo => {
-            tracker.finish(sent);
-            sent
-        }
-        Expect::Publisher(_) => {
-            let published = group.publisher.map_or(0, |p| ctx.published(p));
-            tracker.finish(published);
-            published
-        }
-        Expect::Stream => tracker.next_expected() - 1,
-        Expect::Peers => ctx.group_sent[group.index]
-            .load(Ordering::Acquire)
-            .saturating_sub(sent),
-        Expect::Nothing => 0,
-    };
-    shard.count(|c| {
-        c.messages_expected += expected;
-        c.gaps += tracker.gaps;
-        c.duplicates += tracker.duplicates;
-        c.out_of_order += tracker.out_of_order;
-    });
+/// Microseconds since `since`.
+pub(crate) fn elapsed_us(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 /// One measured message as seen by a connection.
@@ -390,6 +450,13 @@ pub(crate) fn missed_of(value: &Value) -> u64 {
 
 /// Shared per-run state handed to every task.
 pub(crate) type Ctx = Arc<RunCtx>;
+
+/// A deterministic fraction in [0, 1) from an id, to spread send slots across connections.
+pub(crate) fn fastrand_fraction(id: u64) -> f64 {
+    let mut x = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    x ^= x >> 31;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
 
 #[cfg(test)]
 mod tests {

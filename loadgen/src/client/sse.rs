@@ -16,12 +16,10 @@ use wire::sse::{EventRef, Parser};
 
 use super::post::Poster;
 use super::{
-    ConnectError, Ctx, GroupRun, Received, missed_of, stamp_of_text, stamped_message, stopped,
-    tcp_connect,
+    ConnectError, Ctx, GroupRun, elapsed_us, fastrand_fraction, missed_of, stamp_of_text,
+    stamped_message, stopped, tcp_connect,
 };
-use crate::scenario::{Expect, Latency};
 use crate::stats::{Metric, Shard};
-use crate::tracker::SeqTracker;
 
 /// Reconnection delay when the stream never sent `retry:` (browsers use a few seconds; the
 /// spec leaves it to the client).
@@ -50,19 +48,10 @@ struct Conn {
     ctx: Ctx,
     group: Arc<GroupRun>,
     shard: Shard,
+    track: super::Track,
     parser: Parser,
-    tracker: SeqTracker,
-    /// Start of the current connection attempt.
-    attempt_at: Instant,
-    /// When the previous stream dropped (for `reconnect` latency).
-    dropped_at: Option<Instant>,
-    got_first: bool,
-    /// The first connection attempt has finished (counted in `first_attempts`).
-    attempted: bool,
     /// This connection's id from the `id_event` (SSE chat user id).
     user_id: Option<u64>,
-    sent: u64,
-    received: u64,
 }
 
 /// Runs one SSE connection from `start_at` until the run stops.
@@ -73,15 +62,9 @@ pub(crate) async fn run(ctx: Ctx, group: Arc<GroupRun>, shard: Shard, start_at: 
         ctx,
         group,
         shard,
+        track: super::Track::new(),
         parser: Parser::new(),
-        tracker: SeqTracker::new(1),
-        attempt_at: Instant::now(),
-        dropped_at: None,
-        got_first: false,
-        attempted: false,
         user_id: None,
-        sent: 0,
-        received: 0,
     };
     let mut poster = Poster::default();
     let mut stop = conn.ctx.stop.clone();
@@ -97,14 +80,14 @@ pub(crate) async fn run(ctx: Ctx, group: Arc<GroupRun>, shard: Shard, start_at: 
             Ended::Done | Ended::NoContent => break,
             Ended::Churn => {
                 conn.shard.count(|c| c.reconnects += 1);
-                conn.dropped_at = Some(Instant::now());
+                conn.track.dropped_at = Some(Instant::now());
             }
             Ended::Dropped => {
                 if !conn.group.spec.reconnect {
                     break;
                 }
                 conn.shard.count(|c| c.reconnects += 1);
-                conn.dropped_at = Some(Instant::now());
+                conn.track.dropped_at = Some(Instant::now());
                 let retry = conn
                     .parser
                     .retry_ms()
@@ -125,11 +108,11 @@ impl Conn {
         poster: &mut Poster,
         hold_until: Option<Instant>,
     ) -> Ended {
-        self.attempt_at = Instant::now();
+        self.track.attempt_at = Instant::now();
         self.parser.reset_stream();
         self.shard.count(|c| c.connections_attempted += 1);
         let opened = self.open().await;
-        self.mark_attempted();
+        self.track.mark_attempted(&self.ctx);
         let (body, driver) = match opened {
             Ok(opened) => opened,
             Err(ConnectError::Status(204)) => return Ended::NoContent,
@@ -145,7 +128,7 @@ impl Conn {
                 };
             }
         };
-        let connect_us = elapsed_us(self.attempt_at);
+        let connect_us = elapsed_us(self.track.attempt_at);
         self.ctx.record(&self.shard, Metric::Connect, connect_us);
         self.shard.count(|c| c.connections_established += 1);
         self.ctx.open.fetch_add(1, Ordering::Relaxed);
@@ -267,8 +250,8 @@ impl Conn {
                     let slot = next_slot;
                     next_slot += period;
                     if let (Some(spec), Some(id)) = (&send, self.user_id) {
-                        self.sent += 1;
-                        let text = stamped_message(&spec.template, self.sent, self.ctx.clock.unix_us(slot), spec.payload_bytes);
+                        self.track.sent += 1;
+                        let text = stamped_message(&spec.template, self.track.sent, self.ctx.clock.unix_us(slot), spec.payload_bytes);
                         let path = spec.path.as_deref().unwrap_or("/").replace("{id}", &id.to_string());
                         self.ctx.group_sent[self.group.index].fetch_add(1, Ordering::Relaxed);
                         let ok = matches!(poster.post(&self.ctx, &path, text).await, Ok((s, _)) if (200..300).contains(&s));
@@ -282,10 +265,6 @@ impl Conn {
                 }
             }
         }
-    }
-
-    fn mark_attempted(&mut self) {
-        super::mark_attempted(&self.ctx, &mut self.attempted);
     }
 
     /// Feeds bytes to the parser and accounts for every event; `false` on a broken stream.
@@ -325,35 +304,14 @@ impl Conn {
             self.shard.count(|c| c.parse_errors += 1);
             return;
         };
-        self.received += 1;
         let bytes = data.len() as u64;
-        if matches!(spec.expect, Expect::Stream | Expect::Publisher(_)) {
-            self.tracker.observe(stamp.seq);
-        }
-        let first_event_us = (!self.got_first).then(|| elapsed_us(self.attempt_at));
-        self.got_first = true;
-        let received = Received {
-            latency: match spec.latency {
-                Latency::Delivery => Metric::Delivery,
-                Latency::Rtt => Metric::WsRtt,
-            },
-            latency_us: now_us.saturating_sub(stamp.ts),
-            bytes,
-            first_event_us,
-            reconnect_us: self.dropped_at.take().map(elapsed_us),
-        };
-        self.ctx.account(&self.shard, &received);
+        self.track
+            .measured(&self.ctx, &self.shard, spec, stamp, bytes, now_us);
     }
 
     /// Final accounting when the connection is done for good.
     fn finish(&mut self) {
-        super::settle(
-            &self.ctx,
-            &self.group,
-            &self.shard,
-            &mut self.tracker,
-            self.sent,
-        );
+        self.track.settle(&self.ctx, &self.group, &self.shard);
     }
 }
 
@@ -366,15 +324,4 @@ fn classify_hyper(e: &hyper::Error) -> ConnectError {
         return ConnectError::Reset;
     }
     ConnectError::Other(e.to_string())
-}
-
-pub(crate) fn elapsed_us(since: Instant) -> u64 {
-    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
-}
-
-/// A deterministic fraction in [0, 1) from an id, to spread send slots across connections.
-pub(crate) fn fastrand_fraction(id: u64) -> f64 {
-    let mut x = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
-    x ^= x >> 31;
-    (x >> 11) as f64 / (1u64 << 53) as f64
 }

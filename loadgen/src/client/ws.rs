@@ -13,14 +13,12 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{WebSocketStream, client_async_with_config};
 
-use super::sse::{elapsed_us, fastrand_fraction};
 use super::{
-    ConnectError, Ctx, GroupRun, Received, missed_of, read_stamp, stamped_message, stopped,
-    tcp_connect,
+    ConnectError, Ctx, GroupRun, elapsed_us, fastrand_fraction, missed_of, read_stamp,
+    stamped_message, stopped, tcp_connect,
 };
-use crate::scenario::{Expect, Latency};
+use crate::scenario::Expect;
 use crate::stats::{Metric, Shard};
-use crate::tracker::SeqTracker;
 
 /// Client WebSocket settings: 4 KiB read buffer (tungstenite's default is 128 KiB), eager writes.
 pub(crate) fn ws_config() -> WebSocketConfig {
@@ -65,14 +63,8 @@ struct Conn {
     ctx: Ctx,
     group: Arc<GroupRun>,
     shard: Shard,
+    track: super::Track,
     id: u64,
-    tracker: SeqTracker,
-    sent: u64,
-    got_first: bool,
-    attempt_at: Instant,
-    dropped_at: Option<Instant>,
-    /// The first connection attempt has finished (counted in `first_attempts`).
-    attempted: bool,
 }
 
 /// Runs one WebSocket connection from `start_at` until the run stops.
@@ -83,13 +75,8 @@ pub(crate) async fn run(ctx: Ctx, group: Arc<GroupRun>, shard: Shard, start_at: 
         ctx,
         group,
         shard,
+        track: super::Track::new(),
         id,
-        tracker: SeqTracker::new(1),
-        sent: 0,
-        got_first: false,
-        attempt_at: Instant::now(),
-        dropped_at: None,
-        attempted: false,
     };
     let mut stop = conn.ctx.stop.clone();
     loop {
@@ -104,7 +91,7 @@ pub(crate) async fn run(ctx: Ctx, group: Arc<GroupRun>, shard: Shard, start_at: 
             Ended::Done | Ended::Dropped => break,
             Ended::Churn => {
                 conn.shard.count(|c| c.reconnects += 1);
-                conn.dropped_at = Some(Instant::now());
+                conn.track.dropped_at = Some(Instant::now());
             }
         }
     }
@@ -113,11 +100,11 @@ pub(crate) async fn run(ctx: Ctx, group: Arc<GroupRun>, shard: Shard, start_at: 
 
 impl Conn {
     async fn connect_and_run(&mut self, hold_until: Option<Instant>) -> Ended {
-        self.attempt_at = Instant::now();
+        self.track.attempt_at = Instant::now();
         self.shard.count(|c| c.connections_attempted += 1);
         let connected = connect(&self.ctx, &self.group.spec.path).await;
         if connected.is_err() {
-            self.mark_attempted();
+            self.track.mark_attempted(&self.ctx);
         }
         let mut socket = match connected {
             Ok(s) => s,
@@ -129,8 +116,11 @@ impl Conn {
                 return Ended::Dropped;
             }
         };
-        self.ctx
-            .record(&self.shard, Metric::Connect, elapsed_us(self.attempt_at));
+        self.ctx.record(
+            &self.shard,
+            Metric::Connect,
+            elapsed_us(self.track.attempt_at),
+        );
         self.shard.count(|c| c.connections_established += 1);
         self.ctx.open.fetch_add(1, Ordering::Relaxed);
         for text in &self.group.spec.on_connect {
@@ -194,8 +184,8 @@ impl Conn {
                     let slot = next_slot;
                     next_slot += period;
                     if let Some(spec) = &send {
-                        self.sent += 1;
-                        let text = stamped_message(&spec.template, self.sent, self.ctx.clock.unix_us(slot), spec.payload_bytes);
+                        self.track.sent += 1;
+                        let text = stamped_message(&spec.template, self.track.sent, self.ctx.clock.unix_us(slot), spec.payload_bytes);
                         self.ctx.group_sent[self.group.index].fetch_add(1, Ordering::Relaxed);
                         let ok = socket.send(Message::text(text)).await.is_ok();
                         self.shard.count(|c| {
@@ -211,10 +201,6 @@ impl Conn {
                 }
             }
         }
-    }
-
-    fn mark_attempted(&mut self) {
-        super::mark_attempted(&self.ctx, &mut self.attempted);
     }
 
     fn on_text(&mut self, text: &str) {
@@ -245,34 +231,11 @@ impl Conn {
         };
         let now_us = self.ctx.clock.now_us();
         let bytes = text.len() as u64;
-        if matches!(
-            spec.expect,
-            Expect::Echo | Expect::Publisher(_) | Expect::Stream
-        ) {
-            self.tracker.observe(stamp.seq);
-        }
-        let first_event_us = (!self.got_first).then(|| elapsed_us(self.attempt_at));
-        self.got_first = true;
-        let received = Received {
-            latency: match spec.latency {
-                Latency::Delivery => Metric::Delivery,
-                Latency::Rtt => Metric::WsRtt,
-            },
-            latency_us: now_us.saturating_sub(stamp.ts),
-            bytes,
-            first_event_us,
-            reconnect_us: self.dropped_at.take().map(elapsed_us),
-        };
-        self.ctx.account(&self.shard, &received);
+        self.track
+            .measured(&self.ctx, &self.shard, spec, stamp, bytes, now_us);
     }
 
     fn finish(&mut self) {
-        super::settle(
-            &self.ctx,
-            &self.group,
-            &self.shard,
-            &mut self.tracker,
-            self.sent,
-        );
+        self.track.settle(&self.ctx, &self.group, &self.shard);
     }
 }
