@@ -287,11 +287,12 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
         ..Cpu::default()
     };
     let drive = async {
-        // Connect phase: every arrival has happened and every connection is open (or its
-        // first attempt had the connect timeout to finish).
+        // Connect phase: every connection has finished its first attempt (established or
+        // failed), bounded by the last arrival plus the connect timeout. Counting open
+        // connections instead would stall on streams that drop and reconnect.
         let connect_deadline = t0 + last_arrival + client::CONNECT_TIMEOUT;
         while Instant::now() < connect_deadline
-            && (Instant::now() < t0 + last_arrival || ctx.open.load(Ordering::Relaxed) < total)
+            && ctx.first_attempts.load(Ordering::Relaxed) < total
         {
             sleep(Duration::from_millis(20)).await;
         }

@@ -122,12 +122,14 @@ impl Conn {
             elapsed_us(self.track.attempt_at),
         );
         self.shard.count(|c| c.connections_established += 1);
-        self.ctx.open.fetch_add(1, Ordering::Relaxed);
+        // Open (ready) only once the on_connect messages (joins, subscriptions) are out.
         for text in &self.group.spec.on_connect {
             if socket.send(Message::text(text.clone())).await.is_err() {
                 self.shard.count(|c| c.send_errors += 1);
             }
         }
+        self.ctx.open.fetch_add(1, Ordering::Relaxed);
+        self.track.mark_attempted(&self.ctx);
         let ended = self.run_socket(&mut socket, hold_until).await;
         self.ctx.open.fetch_sub(1, Ordering::Relaxed);
         match ended {
