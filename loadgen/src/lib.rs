@@ -2,9 +2,12 @@
 //! accounting, memory of both sides, CSV outputs and pass/fail thresholds.
 
 pub(crate) mod client;
+pub mod compare;
+pub mod html;
 pub mod output;
 pub mod report;
 pub mod run;
+pub mod rundir;
 pub mod scenario;
 pub mod stats;
 pub mod sysinfo;

@@ -1,7 +1,9 @@
-//! `loadgen`: run, validate and serve. Parses the command line and calls the library.
+//! `loadgen`: run, validate, report, compare and serve. Parses the command line and calls
+//! the library.
 //!
-//! Exit codes: 0 pass, 1 thresholds failed (or loss, interruption, time limit), 2 invalid
-//! scenario or usage, 3 target unreachable or failed.
+//! Exit codes: 0 pass, 1 thresholds failed (or loss, interruption, time limit) or a
+//! regression found by `compare`, 2 invalid scenario, usage or run directory, 3 target
+//! unreachable or failed.
 
 // Standard output is this program's interface: the plan, the result table, the port line.
 #![allow(clippy::print_stdout)]
@@ -30,11 +32,46 @@ enum Command {
         /// The scenario file.
         file: PathBuf,
     },
+    /// (Re)write report.html of a run directory from its files.
+    Report {
+        /// The run directory.
+        dir: PathBuf,
+    },
+    /// Compare a run with a baseline: markdown table, exit 1 on a regression.
+    ///
+    /// Each side is a run directory or a directory of run directories (paired by scenario).
+    /// Defaults: latency percentiles +15%, throughput -10%, memory per connection +10%, any
+    /// increase of gaps, duplicates, lost, errors; changes under the noise floors pass.
+    Compare(CompareArgs),
     /// Run the bundled target server (what `run` starts when the scenario names no target).
     Serve {
         #[command(flatten)]
         args: server::cli::ServeArgs,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct CompareArgs {
+    /// Baseline run directory (or directory of run directories).
+    baseline: PathBuf,
+    /// Current run directory (or directory of run directories).
+    current: PathBuf,
+    /// Tolerance NAME=PERCENT; NAME is latency, throughput, memory, correctness or a metric
+    /// such as delivery.p99 or server_bytes_per_connection (repeatable).
+    #[arg(long = "tolerance", value_name = "NAME=PERCENT")]
+    tolerances: Vec<String>,
+    /// Latency changes up to this many milliseconds are noise.
+    #[arg(long, default_value_t = 0.2, value_name = "MS")]
+    noise_floor_ms: f64,
+    /// Memory changes up to this many bytes per connection are noise.
+    #[arg(long, default_value_t = 1024.0, value_name = "BYTES")]
+    noise_floor_memory: f64,
+    /// Throughput changes up to this many messages per second are noise.
+    #[arg(long, default_value_t = 1.0, value_name = "PER_S")]
+    noise_floor_throughput: f64,
+    /// Compare runs of the same scenario even when their plans (sizes, rates) differ.
+    #[arg(long)]
+    allow_plan_change: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -94,11 +131,76 @@ fn main() -> ExitCode {
                     2
                 }
             },
+            Command::Report { dir } => match loadgen::html::write_report(&dir) {
+                Ok(path) => {
+                    println!("wrote {}", path.display());
+                    0
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    2
+                }
+            },
+            Command::Compare(args) => compare(&args),
             Command::Serve { args } => serve(args).await,
             Command::Run(args) => run(args).await,
         }
     });
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Exit 0 without regression, 1 with one, 2 when the runs cannot be compared.
+fn compare(args: &CompareArgs) -> i32 {
+    let mut options = loadgen::compare::CompareOptions {
+        allow_plan_change: args.allow_plan_change,
+        ..Default::default()
+    };
+    for spec in &args.tolerances {
+        if let Err(e) = options.tolerances.set(spec) {
+            eprintln!("error: --tolerance {e}");
+            return 2;
+        }
+    }
+    let floors = [
+        ("--noise-floor-ms", args.noise_floor_ms),
+        ("--noise-floor-memory", args.noise_floor_memory),
+        ("--noise-floor-throughput", args.noise_floor_throughput),
+    ];
+    if let Some((flag, v)) = floors.iter().find(|(_, v)| !v.is_finite() || *v < 0.0) {
+        eprintln!("error: {flag} must be 0 or more, got {v}");
+        return 2;
+    }
+    options.tolerances.latency_floor_us = args.noise_floor_ms * 1000.0;
+    options.tolerances.memory_floor_bytes = args.noise_floor_memory;
+    options.tolerances.throughput_floor = args.noise_floor_throughput;
+    let comparisons = match loadgen::compare::compare_paths(&args.baseline, &args.current, &options)
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let table = loadgen::compare::markdown(&comparisons);
+    print!("{table}");
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{table}\n").as_bytes()));
+        if let Err(e) = appended {
+            eprintln!(
+                "warning: cannot append to GITHUB_STEP_SUMMARY ({}): {e}",
+                PathBuf::from(&path).display()
+            );
+        }
+    }
+    let failures: usize = comparisons
+        .iter()
+        .map(loadgen::compare::Comparison::failures)
+        .sum();
+    i32::from(failures > 0)
 }
 
 async fn serve(args: server::cli::ServeArgs) -> i32 {

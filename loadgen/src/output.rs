@@ -150,6 +150,11 @@ pub fn counters_csv(report: &Report) -> String {
     for (name, value) in cpu {
         let _ = writeln!(out, "{name},{value},cpu");
     }
+    let _ = writeln!(
+        out,
+        "messages_per_s,{:.1},throughput",
+        report.measured_messages_per_s()
+    );
     for (series, after) in &report.server_after {
         if !series.starts_with("rt_") {
             continue;
@@ -194,7 +199,13 @@ pub fn run_json(report: &Report, facts: &RunFacts) -> serde_json::Value {
     let thresholds: Vec<serde_json::Value> = report
         .thresholds
         .iter()
-        .map(|t| serde_json::json!({"rule": t.rule.text, "actual": t.actual, "passed": t.passed}))
+        .map(|t| {
+            let unit = match t.rule.subject {
+                crate::scenario::Subject::Latency { .. } => "us",
+                crate::scenario::Subject::Counter(_) => "count",
+            };
+            serde_json::json!({"rule": t.rule.text, "actual": t.actual, "unit": unit, "passed": t.passed})
+        })
         .collect();
     serde_json::json!({
         "scenario": {
@@ -211,6 +222,7 @@ pub fn run_json(report: &Report, facts: &RunFacts) -> serde_json::Value {
         "target": facts.target,
         "started_at": rfc3339(report.started_unix_us),
         "elapsed_s": report.elapsed.as_secs_f64(),
+        "measured_s": report.scenario.run.duration.as_secs_f64(),
         "machine": crate::sysinfo::machine(),
         "outcome": format!("{:?}", report.outcome),
         "exit_code": report.exit_code(),

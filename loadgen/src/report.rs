@@ -202,6 +202,20 @@ pub fn evaluate(
 }
 
 impl Report {
+    /// Measured messages (delivery and WS round-trip samples) per second of the measured
+    /// phase: the run's throughput.
+    #[must_use]
+    pub fn measured_messages_per_s(&self) -> f64 {
+        let samples =
+            self.histograms.get(Metric::Delivery).len() + self.histograms.get(Metric::WsRtt).len();
+        let seconds = self.scenario.run.duration.as_secs_f64();
+        if seconds > 0.0 {
+            samples as f64 / seconds
+        } else {
+            0.0
+        }
+    }
+
     /// Why the run failed, if it did.
     #[must_use]
     pub fn failures(&self) -> Vec<String> {

@@ -85,6 +85,9 @@ pub enum RunError {
     /// The target could not be started or reached.
     #[error(transparent)]
     Target(#[from] TargetError),
+    /// The HTML report could not be built from the files written.
+    #[error("cannot write the HTML report: {0}")]
+    Report(#[from] crate::rundir::RunDirError),
     /// Results could not be written.
     #[error("cannot write results to {path}: {source}")]
     Output {
@@ -102,7 +105,7 @@ impl RunError {
         match self {
             Self::FdLimit(_) => 2,
             Self::Target(_) => 3,
-            Self::Output { .. } => 1,
+            Self::Output { .. } | Self::Report(_) => 1,
         }
     }
 }
@@ -407,9 +410,11 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
             .clone(),
     };
     output::write_all(&report, &facts).map_err(|source| RunError::Output {
-        path: run_dir,
+        path: run_dir.clone(),
         source,
     })?;
+    // Built from the files just written, exactly as `loadgen report` rebuilds it.
+    crate::html::write_report(&run_dir)?;
     Ok(report)
 }
 

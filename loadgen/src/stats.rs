@@ -78,6 +78,11 @@ impl Histograms {
         self.0[metric.index()].saturating_record(us.clamp(1, MAX_TRACKABLE_US));
     }
 
+    /// Records `count` samples of `us` microseconds (clamped like [`Self::record`]).
+    pub fn record_n(&mut self, metric: Metric, us: u64, count: u64) {
+        self.0[metric.index()].saturating_record_n(us.clamp(1, MAX_TRACKABLE_US), count);
+    }
+
     /// Adds every histogram of `other` into this one.
     pub fn merge(&mut self, other: &Self) {
         for (mine, theirs) in self.0.iter_mut().zip(&other.0) {

@@ -3,5 +3,6 @@
 
 mod cli;
 mod correctness;
+mod report;
 mod scenarios;
 mod support;

@@ -132,6 +132,33 @@ async fn run_small(name: &str) {
             "{name}: {metric}.hlog"
         );
     }
+    // Read back: the merged .hlog intervals are the histograms summary.csv was made from.
+    let data = loadgen::rundir::load(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
+    for metric in loadgen::stats::Metric::ALL {
+        let row = data.summary_row(metric.name()).expect("summary row");
+        let h = data.histograms.get(metric);
+        assert_eq!(row.count, h.len(), "{name}: {} count", metric.name());
+        if row.count > 0 {
+            assert_eq!(
+                row.percentiles[2],
+                Some(h.value_at_quantile(0.99) as f64),
+                "{name}: {} p99",
+                metric.name()
+            );
+        }
+    }
+    let throughput = data.counter("messages_per_s").expect("messages_per_s");
+    assert!(
+        (throughput - report.measured_messages_per_s()).abs() <= 0.051,
+        "{name}: throughput {throughput} vs {}",
+        report.measured_messages_per_s()
+    );
+    let html = std::fs::read_to_string(dir.join("report.html")).expect("report.html");
+    assert!(html.contains(&format!("loadgen report: {name}")), "{name}");
+    // A run compared with itself: nothing regresses.
+    let same = loadgen::compare::compare_paths(&dir, &dir, &Default::default())
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(same[0].failures(), 0, "{name}: {}", same[0].markdown());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

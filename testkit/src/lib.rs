@@ -1,0 +1,6 @@
+//! Test-only helpers shared by the workspace's integration tests.
+//!
+//! [`chromium`] drives Debian's headless Chromium over the DevTools protocol: open a page,
+//! evaluate JavaScript, collect console errors and exceptions, take screenshots.
+
+pub mod chromium;
