@@ -116,7 +116,88 @@ fn run_starts_the_bundled_server_prints_the_table_and_writes_results() {
         "timeseries.csv",
         "run.json",
         "delivery.hlog",
+        "report.html",
     ] {
         assert!(dir.join(file).exists(), "{file}");
     }
+}
+
+#[test]
+fn compare_passes_a_run_against_itself_and_exits_1_on_a_regression() {
+    let dir = support::temp_dir("cli-compare");
+    let base = dir.join("base");
+    let good = support::scenarios_dir().join("counter.toml");
+    let out = loadgen(&[
+        "run",
+        good.to_str().expect("utf-8 path"),
+        "--max-clients",
+        "3",
+        "--duration",
+        "1s",
+        "--quiet",
+        "--out",
+        base.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let summary = dir.join("step-summary.md");
+    let compare = |current: &std::path::Path, extra: &[&str]| {
+        Command::new(support::loadgen_exe())
+            .arg("compare")
+            .arg(&base)
+            .arg(current)
+            .args(extra)
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .output()
+            .expect("run loadgen compare")
+    };
+
+    let same = compare(&base, &[]);
+    let stdout = String::from_utf8_lossy(&same.stdout);
+    assert_eq!(same.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("| metric | baseline | current | change | verdict |"));
+    assert!(stdout.contains("PASS: no regression"), "{stdout}");
+    let written = std::fs::read_to_string(&summary).expect("step summary written");
+    assert!(written.contains("PASS: no regression"), "{written}");
+
+    // The same run with two gaps more: any increase in gaps is a regression.
+    let worse = dir.join("worse");
+    std::fs::create_dir_all(&worse).expect("dir");
+    for entry in std::fs::read_dir(&base).expect("base") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, worse.join(path.file_name().expect("name"))).expect("copy");
+    }
+    let counters = std::fs::read_to_string(worse.join("counters.csv")).expect("counters");
+    let edited = counters.replace("\ngaps,0,loadgen\n", "\ngaps,2,loadgen\n");
+    assert_ne!(edited, counters, "gaps row present");
+    std::fs::write(worse.join("counters.csv"), edited).expect("write");
+    let regressed = compare(&worse, &[]);
+    let stdout = String::from_utf8_lossy(&regressed.stdout);
+    assert_eq!(regressed.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("| gaps | 0 | 2 | +2 | **REGRESSION**"),
+        "{stdout}"
+    );
+    let written = std::fs::read_to_string(&summary).expect("step summary");
+    assert!(
+        written.contains("PASS: no regression") && written.contains("FAIL: 1 regression(s)"),
+        "appended, not overwritten: {written}"
+    );
+
+    // Unusable options and directories: exit 2 with the reason.
+    for (extra, says) in [
+        (&["--tolerance", "latency=lots"][..], "not a percentage"),
+        (
+            &["--noise-floor-ms=-1"][..],
+            "--noise-floor-ms must be 0 or more",
+        ),
+    ] {
+        let out = compare(&base, extra);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{extra:?}: {stderr}");
+    }
+    let out = compare(&dir.join("nothing-here"), &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
