@@ -18,6 +18,13 @@ mod sse;
 mod ws;
 
 pub use app::{App, router};
+
+/// The broadcast hub behind the notifications and replay scenarios, public so benchmarks can
+/// measure fan-out without sockets.
+pub mod hub {
+    pub use crate::sse::replay::{Published, ReplayHub, ReplayStream};
+    pub use crate::sse::{EventSource, Initial};
+}
 pub use config::{ConfigError, ServerConfig};
 pub use serve::{RunningServer, ServeError, bind_listener, serve_until, shutdown_signal, start};
 pub use ws::CLOSE_HEARTBEAT;

@@ -31,7 +31,7 @@ pub(crate) const KEEPALIVE: &[u8] = b": keep-alive\n\n";
 /// Produces the events of one SSE connection.
 ///
 /// `next_event` must be cancel-safe: it is raced against keep-alives and shutdown.
-pub(crate) trait EventSource: Send + 'static {
+pub trait EventSource: Send + 'static {
     /// The next encoded event (one or more complete SSE events), or `None` to end the stream.
     /// Broadcast sources share one `Bytes` between all subscribers (no copy per client).
     fn next_event(&mut self) -> impl Future<Output = Option<Bytes>> + Send;
@@ -55,9 +55,11 @@ struct Session<S> {
 
 /// Already encoded events to send first (a chat user id, replayed history), and how many.
 #[derive(Debug, Default)]
-pub(crate) struct Initial {
-    pub(crate) bytes: Vec<u8>,
-    pub(crate) events: u64,
+pub struct Initial {
+    /// The encoded events.
+    pub bytes: Vec<u8>,
+    /// How many events `bytes` holds.
+    pub events: u64,
 }
 
 /// Makes `res` an event stream fed by `source`; `initial` is sent right after the `retry:` hint.

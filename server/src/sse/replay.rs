@@ -28,7 +28,7 @@ struct Ring {
 
 /// A broadcast hub with replay.
 #[derive(Debug)]
-pub(crate) struct ReplayHub {
+pub struct ReplayHub {
     event_name: Option<&'static str>,
     capacity: usize,
     ring: Mutex<Ring>,
@@ -37,17 +37,18 @@ pub(crate) struct ReplayHub {
 
 /// What a publish did.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Published {
+pub struct Published {
     /// The event id assigned.
-    pub(crate) id: u64,
+    pub id: u64,
     /// Streams connected at publish time.
-    pub(crate) subscribers: usize,
+    pub subscribers: usize,
 }
 
 impl ReplayHub {
     /// A hub whose events are named `event_name` (`None`: the default `message`), keeping
     /// `capacity` events for replay and `queue` per subscriber (both > 0).
-    pub(crate) fn new(event_name: Option<&'static str>, capacity: usize, queue: usize) -> Self {
+    #[must_use]
+    pub fn new(event_name: Option<&'static str>, capacity: usize, queue: usize) -> Self {
         Self {
             event_name,
             capacity,
@@ -60,7 +61,7 @@ impl ReplayHub {
     }
 
     /// Publishes `data`; `make` receives the assigned id and returns the event data.
-    pub(crate) fn publish(&self, make: impl FnOnce(u64) -> String) -> Published {
+    pub fn publish(&self, make: impl FnOnce(u64) -> String) -> Published {
         let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
         let id = ring.next_id;
         ring.next_id += 1;
@@ -78,7 +79,7 @@ impl ReplayHub {
 
     /// Subscribes, resuming after `last_event_id` when given. Returns the stream source and
     /// the events to send first (a `lost` notice and/or replayed events).
-    pub(crate) fn subscribe(
+    pub fn subscribe(
         &self,
         last_event_id: Option<u64>,
         drop_after: Option<u64>,
@@ -126,7 +127,7 @@ impl ReplayHub {
 
 /// One subscriber's live events.
 #[derive(Debug)]
-pub(crate) struct ReplayStream {
+pub struct ReplayStream {
     rx: broadcast::Receiver<Arc<Stored>>,
     /// Highest id already sent (replayed or live); live events at or below it are skipped.
     last_sent: u64,
