@@ -80,11 +80,14 @@ pub struct Tolerances {
     pub memory_floor_bytes: f64,
     /// Throughput changes up to this many messages per second are noise.
     pub throughput_floor: f64,
+    /// RSS changes up to this many bytes (in all, over every connection) are noise.
+    pub rss_floor_bytes: f64,
 }
 
 impl Default for Tolerances {
     /// Latency +15 %, throughput -10 %, memory per connection +10 %, any increase of a
-    /// correctness counter; noise floors 0.2 ms, 1 KiB per connection, 1 message/s.
+    /// correctness counter; noise floors 0.2 ms, 1 KiB per connection (or 8 MiB of RSS over
+    /// all connections, whichever is more), 1 message/s.
     fn default() -> Self {
         Self {
             by_kind: BTreeMap::from([
@@ -97,6 +100,7 @@ impl Default for Tolerances {
             latency_floor_us: 200.0,
             memory_floor_bytes: 1024.0,
             throughput_floor: 1.0,
+            rss_floor_bytes: 8.0 * 1_048_576.0,
         }
     }
 }
@@ -261,6 +265,9 @@ pub enum Verdict {
     Missing,
     /// In the current run but not in the baseline.
     New,
+    /// A percentile with fewer than [`TAIL_SAMPLES`] samples beyond it in either run: shown,
+    /// not judged.
+    TooFewSamples,
 }
 
 impl Verdict {
@@ -279,6 +286,7 @@ impl Verdict {
             Self::Regression => "**REGRESSION**",
             Self::Missing => "**MISSING** in current run",
             Self::New => "new (no baseline)",
+            Self::TooFewSamples => "not judged (too few samples)",
         }
     }
 }
@@ -457,6 +465,43 @@ pub fn metrics_of(run: &RunData) -> Vec<(String, Kind, Option<f64>)> {
     out
 }
 
+/// Samples needed beyond a percentile before it is compared: a percentile estimated from
+/// fewer tail samples than this moves by tens of percent between identical runs.
+pub const TAIL_SAMPLES: f64 = 10.0;
+
+/// Whether both runs have at least [`TAIL_SAMPLES`] samples beyond the percentile `key`
+/// names (`delivery.p99` needs 1,000 samples, `p99.9` 10,000); other metrics always do.
+fn enough_samples(key: &str, base: &RunData, cur: &RunData) -> bool {
+    let Some((metric, p)) = key.rsplit_once(".p") else {
+        return true;
+    };
+    let Ok(percentile) = p.parse::<f64>() else {
+        return true;
+    };
+    let needed = (TAIL_SAMPLES / (1.0 - percentile / 100.0)).ceil();
+    let count = |run: &RunData| run.summary_row(metric).map_or(0, |r| r.count);
+    count(base).min(count(cur)) as f64 >= needed
+}
+
+/// Noise floor of a metric in these two runs. For memory per connection it is also the
+/// RSS noise spread over the connections (a few MiB of allocator and runtime noise is
+/// kilobytes per connection in a small run).
+fn floor(tol: &Tolerances, kind: Kind, base: &RunData, cur: &RunData) -> f64 {
+    let fixed = tol.floor(kind);
+    if kind != Kind::Memory {
+        return fixed;
+    }
+    let connections = [base, cur]
+        .iter()
+        .filter_map(|r| r.counter("connections_at_plateau"))
+        .fold(f64::INFINITY, f64::min);
+    if connections.is_finite() && connections > 0.0 {
+        fixed.max(tol.rss_floor_bytes / connections)
+    } else {
+        fixed
+    }
+}
+
 /// Plan lines that matter for comparability (the target line does not).
 fn comparable_plan(plan: &str) -> Vec<&str> {
     plan.lines().filter(|l| !l.starts_with("target:")).collect()
@@ -523,7 +568,8 @@ pub fn compare_runs(
             (None, None) => continue,
             (Some(_), None) => Verdict::Missing,
             (None, Some(_)) => Verdict::New,
-            (Some(b), Some(c)) => judge(kind, b, c, tolerance, tol.floor(kind)),
+            (Some(_), Some(_)) if !enough_samples(&key, base, cur) => Verdict::TooFewSamples,
+            (Some(b), Some(c)) => judge(kind, b, c, tolerance, floor(tol, kind, base, cur)),
         };
         lines.push(Line {
             key,

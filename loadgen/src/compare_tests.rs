@@ -13,6 +13,7 @@ struct Synthetic<'a> {
     plan: &'a str,
     latency: Vec<(&'a str, [u64; 4])>,
     counters: Vec<(&'a str, f64)>,
+    samples: u64,
 }
 
 impl Default for Synthetic<'_> {
@@ -32,7 +33,9 @@ impl Default for Synthetic<'_> {
                 ("duplicates", 0.0),
                 ("lost", 0.0),
                 ("errors", 0.0),
+                ("connections_at_plateau", 10_000.0),
             ],
+            samples: 100_000,
         }
     }
 }
@@ -70,7 +73,8 @@ impl Synthetic<'_> {
         let mut summary = format!("{SUMMARY_HEADER}\n");
         for (metric, p) in &self.latency {
             summary += &format!(
-                "{metric},100,{},{},{},{},{},{},{},us\n",
+                "{metric},{},{},{},{},{},{},{},{},us\n",
+                self.samples,
                 p[0] / 2,
                 p[0],
                 p[0],
@@ -378,4 +382,44 @@ fn unreadable_directories_are_named() {
     std::fs::write(b.join("summary.csv"), "metric,count\n").expect("write");
     let err = compare_paths(&b, &b, &CompareOptions::default()).expect_err("bad csv");
     assert!(err.to_string().contains("summary.csv:1"), "{err}");
+}
+
+#[test]
+fn tail_percentiles_with_too_few_samples_are_shown_but_not_judged() {
+    let base = Synthetic {
+        samples: 500,
+        ..Synthetic::default()
+    };
+    let cur = Synthetic {
+        samples: 500,
+        ..Synthetic::default()
+    }
+    .with_latency("delivery", [1_000, 4_000, 30_000, 60_000]);
+    let c = compare_two(&base, &cur);
+    // 500 samples: p90 has 50 beyond it (judged), p99 has 5 (not judged).
+    assert_eq!(line(&c, "delivery.p90").verdict, Verdict::Regression);
+    assert_eq!(line(&c, "delivery.p99").verdict, Verdict::TooFewSamples);
+    assert_eq!(line(&c, "delivery.p99.9").verdict, Verdict::TooFewSamples);
+    assert_eq!(c.failures(), 1);
+    assert!(c.markdown().contains("not judged (too few samples)"));
+}
+
+#[test]
+fn memory_noise_scales_with_the_connections_of_a_small_run() {
+    let small = |bytes: f64| {
+        Synthetic::default()
+            .with_counter("connections_at_plateau", 50.0)
+            .with_counter("client_bytes_per_connection", bytes)
+    };
+    // 50 connections: 8 MiB / 50 = 164 KiB per connection is noise.
+    let c = compare_two(&small(200_000.0), &small(260_000.0));
+    assert_eq!(
+        line(&c, "client_bytes_per_connection").verdict,
+        Verdict::WithinNoise
+    );
+    let c = compare_two(&small(200_000.0), &small(400_000.0));
+    assert_eq!(
+        line(&c, "client_bytes_per_connection").verdict,
+        Verdict::Regression
+    );
 }

@@ -69,6 +69,10 @@ struct CompareArgs {
     /// Throughput changes up to this many messages per second are noise.
     #[arg(long, default_value_t = 1.0, value_name = "PER_S")]
     noise_floor_throughput: f64,
+    /// RSS changes up to this many bytes over all connections are noise (memory per
+    /// connection of small runs).
+    #[arg(long, default_value_t = 8_388_608.0, value_name = "BYTES")]
+    noise_floor_rss: f64,
     /// Compare runs of the same scenario even when their plans (sizes, rates) differ.
     #[arg(long)]
     allow_plan_change: bool,
@@ -165,6 +169,7 @@ fn compare(args: &CompareArgs) -> i32 {
         ("--noise-floor-ms", args.noise_floor_ms),
         ("--noise-floor-memory", args.noise_floor_memory),
         ("--noise-floor-throughput", args.noise_floor_throughput),
+        ("--noise-floor-rss", args.noise_floor_rss),
     ];
     if let Some((flag, v)) = floors.iter().find(|(_, v)| !v.is_finite() || *v < 0.0) {
         eprintln!("error: {flag} must be 0 or more, got {v}");
@@ -173,6 +178,7 @@ fn compare(args: &CompareArgs) -> i32 {
     options.tolerances.latency_floor_us = args.noise_floor_ms * 1000.0;
     options.tolerances.memory_floor_bytes = args.noise_floor_memory;
     options.tolerances.throughput_floor = args.noise_floor_throughput;
+    options.tolerances.rss_floor_bytes = args.noise_floor_rss;
     let comparisons = match loadgen::compare::compare_paths(&args.baseline, &args.current, &options)
     {
         Ok(c) => c,
