@@ -568,7 +568,9 @@ pub fn compare_runs(
             (None, None) => continue,
             (Some(_), None) => Verdict::Missing,
             (None, Some(_)) => Verdict::New,
-            (Some(_), Some(_)) if !enough_samples(&key, base, cur) => Verdict::TooFewSamples,
+            (Some(b), Some(c)) if b != c && !enough_samples(&key, base, cur) => {
+                Verdict::TooFewSamples
+            }
             (Some(b), Some(c)) => judge(kind, b, c, tolerance, floor(tol, kind, base, cur)),
         };
         lines.push(Line {
