@@ -84,11 +84,10 @@ fn an_unreachable_target_is_exit_code_3() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unreachable"));
 }
 
-#[test]
-fn run_starts_the_bundled_server_prints_the_table_and_writes_results() {
-    let dir = support::temp_dir("cli-run");
+/// `loadgen run scenarios/counter.toml` with 3 clients for 1 s into `out`.
+fn small_counter_run(out: &std::path::Path) -> std::process::Output {
     let good = support::scenarios_dir().join("counter.toml");
-    let out = loadgen(&[
+    loadgen(&[
         "run",
         good.to_str().expect("utf-8 path"),
         "--max-clients",
@@ -97,8 +96,14 @@ fn run_starts_the_bundled_server_prints_the_table_and_writes_results() {
         "1s",
         "--quiet",
         "--out",
-        dir.to_str().expect("utf-8 path"),
-    ]);
+        out.to_str().expect("utf-8 path"),
+    ])
+}
+
+#[test]
+fn run_starts_the_bundled_server_prints_the_table_and_writes_results() {
+    let dir = support::temp_dir("cli-run");
+    let out = small_counter_run(&dir);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -126,18 +131,7 @@ fn run_starts_the_bundled_server_prints_the_table_and_writes_results() {
 fn compare_passes_a_run_against_itself_and_exits_1_on_a_regression() {
     let dir = support::temp_dir("cli-compare");
     let base = dir.join("base");
-    let good = support::scenarios_dir().join("counter.toml");
-    let out = loadgen(&[
-        "run",
-        good.to_str().expect("utf-8 path"),
-        "--max-clients",
-        "3",
-        "--duration",
-        "1s",
-        "--quiet",
-        "--out",
-        base.to_str().expect("utf-8 path"),
-    ]);
+    let out = small_counter_run(&base);
     assert_eq!(out.status.code(), Some(0));
     let summary = dir.join("step-summary.md");
     let compare = |current: &std::path::Path, extra: &[&str]| {
