@@ -150,12 +150,19 @@ impl Tolerances {
             .unwrap_or(0.0)
     }
 
-    /// Absolute change below which a metric of this kind is noise.
+    /// Absolute change below which a metric of this kind is noise. For memory per
+    /// connection it is also the RSS noise spread over `connections` (the fewer of the two
+    /// runs'), when known: a few MiB of allocator and runtime noise is kilobytes per
+    /// connection in a small run.
     #[must_use]
-    pub fn floor(&self, kind: Kind) -> f64 {
+    pub fn floor(&self, kind: Kind, connections: Option<f64>) -> f64 {
         match kind {
             Kind::Latency => self.latency_floor_us,
-            Kind::Memory => self.memory_floor_bytes,
+            Kind::Memory => connections
+                .filter(|c| *c > 0.0)
+                .map_or(self.memory_floor_bytes, |c| {
+                    self.memory_floor_bytes.max(self.rss_floor_bytes / c)
+                }),
             Kind::Throughput => self.throughput_floor,
             Kind::Correctness => 0.0,
         }
@@ -483,25 +490,6 @@ fn enough_samples(key: &str, base: &RunData, cur: &RunData) -> bool {
     count(base).min(count(cur)) as f64 >= needed
 }
 
-/// Noise floor of a metric in these two runs. For memory per connection it is also the
-/// RSS noise spread over the connections (a few MiB of allocator and runtime noise is
-/// kilobytes per connection in a small run).
-fn floor(tol: &Tolerances, kind: Kind, base: &RunData, cur: &RunData) -> f64 {
-    let fixed = tol.floor(kind);
-    if kind != Kind::Memory {
-        return fixed;
-    }
-    let connections = [base, cur]
-        .iter()
-        .filter_map(|r| r.counter("connections_at_plateau"))
-        .fold(f64::INFINITY, f64::min);
-    if connections.is_finite() && connections > 0.0 {
-        fixed.max(tol.rss_floor_bytes / connections)
-    } else {
-        fixed
-    }
-}
-
 /// Plan lines that matter for comparability (the target line does not).
 fn comparable_plan(plan: &str) -> Vec<&str> {
     plan.lines().filter(|l| !l.starts_with("target:")).collect()
@@ -554,14 +542,19 @@ pub fn compare_runs(
         }
     }
     let tol = &options.tolerances;
-    let current: BTreeMap<String, Option<f64>> = metrics_of(cur)
-        .into_iter()
-        .map(|(k, _, v)| (k, v))
+    let connections = [base, cur]
+        .iter()
+        .filter_map(|r| r.counter("connections_at_plateau"))
+        .reduce(f64::min);
+    let cur_metrics = metrics_of(cur);
+    let current: BTreeMap<&str, Option<f64>> = cur_metrics
+        .iter()
+        .map(|(k, _, v)| (k.as_str(), *v))
         .collect();
     let mut lines = Vec::new();
     let mut seen = Vec::new();
     for (key, kind, b) in metrics_of(base) {
-        let c = current.get(&key).copied().flatten();
+        let c = current.get(key.as_str()).copied().flatten();
         seen.push(key.clone());
         let tolerance = tol.percent(&key, kind);
         let verdict = match (b, c) {
@@ -571,7 +564,7 @@ pub fn compare_runs(
             (Some(b), Some(c)) if b != c && !enough_samples(&key, base, cur) => {
                 Verdict::TooFewSamples
             }
-            (Some(b), Some(c)) => judge(kind, b, c, tolerance, floor(tol, kind, base, cur)),
+            (Some(b), Some(c)) => judge(kind, b, c, tolerance, tol.floor(kind, connections)),
         };
         lines.push(Line {
             key,
@@ -582,7 +575,7 @@ pub fn compare_runs(
             verdict,
         });
     }
-    for (key, kind, c) in metrics_of(cur) {
+    for (key, kind, c) in cur_metrics {
         if c.is_some() && !seen.contains(&key) {
             lines.push(Line {
                 tolerance: tol.percent(&key, kind),
@@ -610,16 +603,7 @@ fn load_runs(path: &Path) -> Result<(bool, BTreeMap<String, RunData>), CompareEr
         let run = rundir::load(path)?;
         return Ok((true, BTreeMap::from([(run.scenario().to_owned(), run)])));
     }
-    let entries = std::fs::read_dir(path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            RunDirError::Missing(path.to_path_buf())
-        } else {
-            RunDirError::Io {
-                path: path.to_path_buf(),
-                source,
-            }
-        }
-    })?;
+    let entries = std::fs::read_dir(path).map_err(|e| RunDirError::from_io(path, e))?;
     let mut dirs: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())

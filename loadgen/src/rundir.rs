@@ -40,6 +40,21 @@ pub enum RunDirError {
     },
 }
 
+impl RunDirError {
+    /// [`RunDirError::Missing`] when `path` does not exist, [`RunDirError::Io`] otherwise.
+    #[must_use]
+    pub fn from_io(path: &Path, source: std::io::Error) -> Self {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Self::Missing(path.to_path_buf())
+        } else {
+            Self::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    }
+}
+
 /// One row of `summary.csv`. Latency rows are in µs, RSS rows in bytes; every statistic is
 /// `None` when the metric has no samples.
 #[derive(Debug, Clone, PartialEq)]
@@ -222,16 +237,7 @@ pub fn load(dir: &Path) -> Result<RunData, RunDirError> {
 }
 
 fn read(path: &Path) -> Result<String, RunDirError> {
-    std::fs::read_to_string(path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            RunDirError::Missing(path.to_path_buf())
-        } else {
-            RunDirError::Io {
-                path: path.to_path_buf(),
-                source,
-            }
-        }
-    })
+    std::fs::read_to_string(path).map_err(|e| RunDirError::from_io(path, e))
 }
 
 /// Parses a CSV file whose first line must be `header`; `row` turns one line's fields into a
