@@ -9,8 +9,11 @@
 //! 5. `data` lines are appended with a trailing LF; at dispatch one trailing LF is removed, so
 //!    multi-line data is joined by `\n`.
 //! 6. `event` sets the type; an empty or missing type is `message`.
-//! 7. `id` sets the last-event-id buffer unless the value contains NUL; the buffer persists
-//!    across events (it is the `Last-Event-ID` to send on reconnect).
+//! 7. `id` sets the last-event-ID *buffer* unless the value contains NUL (an empty `id` empties
+//!    it). The buffer persists across events. It becomes the last event ID *string* only when
+//!    an event is dispatched (any blank line, with or without data): the string, not the
+//!    buffer, is the `Last-Event-ID` to send on reconnect, so a stream cut between `id:` and
+//!    the blank line resumes after the last event actually received.
 //! 8. `retry` sets the reconnection time when the value is ASCII digits only.
 //! 9. Unknown fields are ignored.
 //! 10. A blank line dispatches; when the data buffer is empty nothing is dispatched and the
@@ -41,7 +44,7 @@ pub struct EventRef<'a> {
     pub event_type: &'a str,
     /// Data lines joined by `\n`.
     pub data: &'a str,
-    /// The last-event-id buffer at dispatch time (may come from an earlier event).
+    /// The last event ID string as of this dispatch (may come from an earlier event).
     pub last_event_id: &'a str,
 }
 
@@ -52,7 +55,7 @@ pub struct Event {
     pub event_type: String,
     /// Data lines joined by `\n`.
     pub data: String,
-    /// The last-event-id buffer at dispatch time.
+    /// The last event ID string as of this dispatch.
     pub last_event_id: String,
 }
 
@@ -75,7 +78,9 @@ pub struct Parser {
     data: String,
     /// Event type buffer.
     event_type: String,
-    /// Last event ID buffer; persists across events.
+    /// Last event ID buffer (set by `id:` lines); persists across events.
+    id_buffer: String,
+    /// Last event ID string: the buffer as of the last dispatch; sent as `Last-Event-ID`.
     last_event_id: String,
     /// Reconnection time in milliseconds, once the stream set one.
     retry_ms: Option<u64>,
@@ -110,6 +115,7 @@ impl Parser {
             line: Vec::new(),
             data: String::new(),
             event_type: String::new(),
+            id_buffer: String::new(),
             last_event_id: String::new(),
             retry_ms: None,
             after_cr: false,
@@ -125,10 +131,17 @@ impl Parser {
         self.retry_ms
     }
 
-    /// The last event ID buffer: what to send as `Last-Event-ID` when reconnecting.
+    /// The last event ID *string*: the ID buffer as of the last dispatched event (or blank
+    /// line). This is what to send as `Last-Event-ID` when reconnecting.
     #[must_use]
     pub fn last_event_id(&self) -> &str {
         &self.last_event_id
+    }
+
+    /// The last event ID *buffer*: the latest `id:` value, dispatched or not.
+    #[must_use]
+    pub fn last_event_id_buffer(&self) -> &str {
+        &self.id_buffer
     }
 
     /// Number of comment lines seen (keep-alives).
@@ -138,9 +151,12 @@ impl Parser {
     }
 
     /// Prepares for a new connection of the same event source: pending bytes and the
-    /// partial event are dropped; last event ID and reconnection time are kept, as the
-    /// spec keeps them on the `EventSource` across reconnects.
+    /// partial event are dropped; the last event ID string and the reconnection time are
+    /// kept, as the spec keeps them on the `EventSource` across reconnects. The ID buffer
+    /// starts again from the string (as Chromium's parser does), so an `id:` that was never
+    /// dispatched is forgotten with its partial event.
     pub fn reset_stream(&mut self) {
+        self.id_buffer.clone_from(&self.last_event_id);
         self.line.clear();
         self.data.clear();
         self.event_type.clear();
@@ -248,8 +264,8 @@ impl Parser {
                 self.data.push('\n');
             }
             b"id" if !value.contains('\0') => {
-                self.last_event_id.clear();
-                self.last_event_id.push_str(value);
+                self.id_buffer.clear();
+                self.id_buffer.push_str(value);
             }
             b"retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
                 // Digits only; a value too large for u64 saturates rather than being lost.
@@ -260,6 +276,11 @@ impl Parser {
     }
 
     fn dispatch(&mut self, on_event: &mut impl FnMut(EventRef<'_>)) {
+        // WHATWG step 1: the string takes the buffer's value on every dispatch, even one that
+        // fires no event.
+        if self.last_event_id != self.id_buffer {
+            self.last_event_id.clone_from(&self.id_buffer);
+        }
         if self.data.is_empty() {
             self.event_type.clear();
             return;

@@ -312,3 +312,88 @@ fn encoder_output_round_trips_through_parser() {
         }
     }
 }
+
+/// (rule, input, last event ID string after it, ID buffer after it)
+const ID_CASES: &[(&str, &[u8], &str, &str)] = &[
+    (
+        "id without a dispatch stays in the buffer",
+        b"id: 7\n",
+        "",
+        "7",
+    ),
+    (
+        "id and data without the blank line are not dispatched",
+        b"id: 7\ndata: a\n",
+        "",
+        "7",
+    ),
+    (
+        "dispatched id becomes the string",
+        b"id: 7\ndata: a\n\n",
+        "7",
+        "7",
+    ),
+    (
+        "a blank line without data still sets the string",
+        b"id: 7\n\n",
+        "7",
+        "7",
+    ),
+    (
+        "stream cut between id and blank line keeps the previous string",
+        b"id: 1\ndata: a\n\nid: 2\ndata: b\n",
+        "1",
+        "2",
+    ),
+    (
+        "id with NUL is ignored",
+        b"id: 1\ndata: a\n\nid: 2\0x\ndata: b\n\n",
+        "1",
+        "1",
+    ),
+    (
+        "empty id resets the string at dispatch",
+        b"id: 1\ndata: a\n\nid:\ndata: b\n\n",
+        "",
+        "",
+    ),
+    (
+        "bare id field resets too",
+        b"id: 1\ndata: a\n\nid\ndata: b\n\n",
+        "",
+        "",
+    ),
+];
+
+#[test]
+fn last_event_id_string_changes_only_at_dispatch() {
+    for (rule, input, string, buffer) in ID_CASES {
+        let mut splits: Vec<Vec<&[u8]>> = vec![vec![input], input.chunks(1).collect()];
+        splits.extend((0..=input.len()).map(|at| {
+            let (a, b) = input.split_at(at);
+            vec![a, b]
+        }));
+        for chunks in splits {
+            let (_, parser) = run(&chunks);
+            assert_eq!(parser.last_event_id(), *string, "string: {rule} {chunks:?}");
+            assert_eq!(parser.last_event_id_buffer(), *buffer, "buffer: {rule}");
+        }
+    }
+}
+
+#[test]
+fn reconnect_after_a_cut_between_id_and_blank_line_resumes_after_the_dispatched_event() {
+    let (_, mut parser) = run(&[b"id: 1\ndata: a\n\nid: 2\ndata: b\n"]);
+    parser.reset_stream();
+    assert_eq!(parser.last_event_id(), "1", "Last-Event-ID to send");
+    assert_eq!(
+        parser.last_event_id_buffer(),
+        "1",
+        "undispatched id forgotten"
+    );
+    let mut got = Vec::new();
+    parser
+        .feed(b"data: b again\n\n", |e| got.push(Event::from(e)))
+        .expect("ok");
+    assert_eq!(got[0].last_event_id, "1");
+}
