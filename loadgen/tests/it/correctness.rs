@@ -188,6 +188,67 @@ async fn dropped_streams_resume_gap_free_with_last_event_id_honour_retry_and_sto
 }
 
 #[tokio::test]
+async fn a_stream_cut_between_id_and_blank_line_resumes_after_the_last_dispatched_event() {
+    // First stream: events 1..=5, then `id: 6` and its data but no blank line, then the cut.
+    // Event 6 was never dispatched: the reconnect must say `Last-Event-ID: 5` and get 6 again.
+    let handler = not_found_elsewhere(
+        "/cut",
+        Arc::new(|seen, mut stream| {
+            Box::pin(async move {
+                let after: u64 = seen
+                    .last_event_id
+                    .as_deref()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                if after >= 10 {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                        .await;
+                    return;
+                }
+                let mut out = SSE_HEAD.to_vec();
+                out.extend_from_slice(b"retry: 50\n\n");
+                for seq in after + 1..=after + 5 {
+                    out.extend(event(seq, seq, wire::now_unix_us()));
+                }
+                if after == 0 {
+                    let partial = format!(
+                        "id: 6\ndata: {{\"seq\":6,\"ts\":{}}}\n",
+                        wire::now_unix_us()
+                    );
+                    out.extend_from_slice(partial.as_bytes());
+                }
+                let _ = stream.write_all(&out).await;
+            })
+        }),
+    );
+    let (addr, seen) = fake_server(handler).await;
+    let dir = support::temp_dir("cut");
+    let scenario = support::scenario(&one_client("/cut", "expect = \"stream\"", "2s"));
+    let report = loadgen::run(support::options(scenario, Some(addr), &dir))
+        .await
+        .expect("runs");
+    let c = report.counters;
+    assert_eq!(
+        (c.messages_received, c.gaps, c.duplicates),
+        (10, 0, 0),
+        "{c:?}"
+    );
+    let ids: Vec<Option<String>> = seen
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .filter(|s| s.path == "/cut")
+        .map(|s| s.last_event_id.clone())
+        .collect();
+    assert_eq!(
+        ids,
+        [None, Some("5".to_owned()), Some("10".to_owned())],
+        "the undispatched id 6 is never sent"
+    );
+}
+
+#[tokio::test]
 async fn non_sse_answers_fail_clearly_with_exit_code_3() {
     let handler: Handler = Arc::new(|seen, stream| {
         Box::pin(async move {
