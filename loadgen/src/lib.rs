@@ -6,6 +6,7 @@ pub mod compare;
 pub mod html;
 pub mod output;
 pub mod report;
+mod reporter;
 pub mod run;
 pub mod rundir;
 pub mod scenario;

@@ -146,6 +146,7 @@ pub fn counters_csv(report: &Report) -> String {
             "machine_saturated",
             u8::from(c.machine_saturated()).to_string(),
         ),
+        ("loadgen_late", u8::from(report.loadgen_late()).to_string()),
     ];
     for (name, value) in cpu {
         let _ = writeln!(out, "{name},{value},cpu");
@@ -227,6 +228,7 @@ pub fn run_json(report: &Report, facts: &RunFacts) -> serde_json::Value {
         "outcome": format!("{:?}", report.outcome),
         "exit_code": report.exit_code(),
         "failures": report.failures(),
+        "warnings": report.warnings(),
         "thresholds": thresholds,
     })
 }
@@ -338,7 +340,14 @@ mod tests {
         let metrics: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
         assert_eq!(
             metrics,
-            ["connect", "first_event", "delivery", "ws_rtt", "reconnect"]
+            [
+                "connect",
+                "first_event",
+                "delivery",
+                "ws_rtt",
+                "reconnect",
+                "send_lag"
+            ]
         );
     }
 }

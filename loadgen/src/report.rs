@@ -154,6 +154,10 @@ pub struct Report {
     pub error_samples: Vec<String>,
 }
 
+/// `send_lag.p99` above this (µs) flags the run: loadgen sent late, so every latency measured
+/// from a send slot includes loadgen's own delay.
+pub const LATE_SEND_P99_US: u64 = 1_000;
+
 /// Percentiles reported for every latency metric (`summary.csv` columns).
 pub const PERCENTILES: [(&str, f64); 4] =
     [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9)];
@@ -214,6 +218,39 @@ impl Report {
         } else {
             0.0
         }
+    }
+
+    /// Whether loadgen sent late: `send_lag.p99` above [`LATE_SEND_P99_US`].
+    #[must_use]
+    pub fn loadgen_late(&self) -> bool {
+        let lag = self.histograms.get(Metric::SendLag);
+        !lag.is_empty() && lag.value_at_quantile(0.99) > LATE_SEND_P99_US
+    }
+
+    /// Why the figures may not be the target's: loadgen or the machine was saturated, or
+    /// loadgen sent late. The run is not failed for it; the verdict says it.
+    #[must_use]
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.cpu.loadgen_saturated() {
+            out.push(
+                "loadgen saturated its cores: latencies measure loadgen, not the target".to_owned(),
+            );
+        } else if self.cpu.machine_saturated() {
+            out.push(
+                "loadgen and target together saturated the machine: latencies include CPU contention"
+                    .to_owned(),
+            );
+        }
+        if self.loadgen_late() {
+            let p99 = self.histograms.get(Metric::SendLag).value_at_quantile(0.99);
+            out.push(format!(
+                "loadgen sent late (send_lag p99 {:.2} ms > {:.0} ms): latencies measured from send slots include loadgen's own delay",
+                p99 as f64 / 1000.0,
+                LATE_SEND_P99_US as f64 / 1000.0
+            ));
+        }
+        out
     }
 
     /// Why the run failed, if it did.
@@ -345,16 +382,8 @@ impl Report {
             pct(self.cpu.server_percent),
             self.cpu.cores
         );
-        if self.cpu.loadgen_saturated() {
-            let _ = writeln!(
-                out,
-                "WARNING: loadgen saturated its cores: latencies measure loadgen, not the target"
-            );
-        } else if self.cpu.machine_saturated() {
-            let _ = writeln!(
-                out,
-                "WARNING: loadgen and target together saturated the machine: latencies include CPU contention"
-            );
+        for warning in self.warnings() {
+            let _ = writeln!(out, "WARNING: {warning}");
         }
         for t in &self.thresholds {
             let actual = t

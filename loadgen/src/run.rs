@@ -5,24 +5,23 @@
 //! → close. A hard time limit, Ctrl-C and a dying target each end the run early; results
 //! gathered so far are written in every case.
 
-use std::io::{BufWriter, IsTerminal as _, Write as _};
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use hdrhistogram::serialization::V2DeflateSerializer;
-use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::client::{self, Ctx, GroupRun, RunCtx, Signals};
 use crate::output::{self, RunFacts};
-use crate::report::{self, Cpu, Memory, Outcome, Report, Row};
+use crate::report::{self, Cpu, Memory, Outcome, Report};
+use crate::reporter::{self, gauge_u64};
 use crate::scenario::{Arrival, Expect, Protocol, Scenario};
-use crate::stats::{Histograms, Metric, Shards};
+use crate::stats::Shards;
 use crate::sysinfo::{self, FdLimitError};
 use crate::target::{self, Target, TargetError};
 
@@ -123,31 +122,12 @@ pub fn descriptors_needed(scenario: &Scenario) -> u64 {
     scenario.total_connections() + senders + scenario.publishers.len() as u64 + 64
 }
 
-/// A scraped gauge (bytes) as an integer; negative or non-finite values are dropped.
-#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-fn gauge_u64(v: f64) -> Option<u64> {
-    // Checked non-negative and finite; `as` saturates above u64::MAX.
-    (v.is_finite() && v >= 0.0).then_some(v as u64)
-}
-
 /// When connection `i` of `count` arrives, relative to the start.
 fn arrival_offset(arrival: Arrival, i: u32, count: u32) -> Duration {
     match arrival {
         Arrival::Rate(rate) => Duration::from_secs_f64(f64::from(i) / rate),
         Arrival::Ramp(ramp) => ramp.mul_f64(f64::from(i) / f64::from(count.max(1))),
     }
-}
-
-/// Pause between the last connection opening and the first message sent.
-const SETTLE: Duration = Duration::from_millis(200);
-
-/// What the reporter hands back at the end.
-#[derive(Debug, Default)]
-struct Gathered {
-    totals: Histograms,
-    rows: Vec<Row>,
-    client_peak: Option<u64>,
-    server_peak: Option<u64>,
 }
 
 /// Runs a scenario to the end and writes its results.
@@ -215,13 +195,16 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
     };
 
     let signals = Signals::new();
-    let ctx: Ctx = Arc::new(RunCtx::new(
-        target.addr,
-        opts.token.clone(),
-        &signals,
-        scenario.clients.len(),
-        scenario.publishers.len(),
-    ));
+    let ctx: Ctx = Arc::new(
+        RunCtx::new(
+            target.addr,
+            opts.token.clone(),
+            &signals,
+            (scenario.clients.len(), scenario.publishers.len()),
+            scenario.run.warmup,
+        )
+        .map_err(|e| TargetError::Start(format!("cannot start the send timer thread: {e}")))?,
+    );
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let shards = Shards::new(cores * 2);
     let mut tasks = JoinSet::new();
@@ -269,9 +252,8 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
         ));
     }
 
-    let (reporter_stop, reporter_stop_rx) = watch::channel(false);
     let target_failed: Arc<Mutex<Option<String>>> = Arc::default();
-    let reporter = tokio::spawn(reporter(ReporterArgs {
+    let reporter = reporter::Reporter::start(reporter::ReporterArgs {
         ctx: Arc::clone(&ctx),
         shards: shards.clone(),
         run_dir: run_dir.clone(),
@@ -280,9 +262,9 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
         target_addr: target.addr,
         remote: target_addr.is_some(),
         progress: opts.progress,
-        stop: reporter_stop_rx,
         target_failed: Arc::clone(&target_failed),
-    }));
+    })
+    .map_err(|e| TargetError::Start(format!("cannot start the reporter thread: {e}")))?;
 
     let total = scenario.total_connections();
     let mut cpu = Cpu {
@@ -299,11 +281,12 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
         {
             sleep(Duration::from_millis(20)).await;
         }
-        // Let the server process the last joins and subscriptions before anyone sends.
-        sleep(SETTLE).await;
+        // Optionally let the server process the last joins and subscriptions before anyone
+        // sends (`run.settle`, default 0).
+        sleep(scenario.run.settle).await;
         let from = Instant::now() + scenario.run.warmup;
         let until = from + scenario.run.duration;
-        ctx.set_window(from, until);
+        ctx.set_window((!scenario.run.warmup.is_zero()).then_some(from), until);
         let _ = signals.start_sending.send(true);
         sleep_until(from).await;
         let cpu_start = (
@@ -323,7 +306,11 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
         );
         memory.client_plateau = sysinfo::rss_bytes(None);
         memory.server_plateau = if target_addr.is_some() {
-            server_rss(Some(&target::scrape(target.addr).await))
+            let addr = target.addr;
+            let scraped = reporter::off_runtime(async move { target::scrape(addr).await })
+                .await
+                .unwrap_or_default();
+            server_rss(Some(&scraped))
         } else {
             server_rss(None)
         };
@@ -380,8 +367,7 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
         tracing::warn!("some connections did not close within 10 s; abandoning them");
         tasks.abort_all();
     }
-    let _ = reporter_stop.send(true);
-    let gathered = reporter.await.unwrap_or_default();
+    let gathered = reporter.finish().await;
     let server_after = target::scrape(target.addr).await;
     target.stop().await;
 
@@ -416,171 +402,4 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
     // Built from the files just written, exactly as `loadgen report` rebuilds it.
     crate::html::write_report(&run_dir)?;
     Ok(report)
-}
-
-struct ReporterArgs {
-    ctx: Ctx,
-    shards: Shards,
-    run_dir: PathBuf,
-    t0: Instant,
-    server_pid: Option<u32>,
-    target_addr: SocketAddr,
-    remote: bool,
-    progress: Progress,
-    stop: watch::Receiver<bool>,
-    target_failed: Arc<Mutex<Option<String>>>,
-}
-
-/// Once a second: merges the shards' interval histograms, writes them to the `.hlog`s,
-/// samples memory, appends a time-series row, shows progress, watches the bundled server.
-async fn reporter(mut a: ReporterArgs) -> Gathered {
-    let mut gathered = Gathered::default();
-    let base = SystemTime::now();
-    let mut files: Vec<BufWriter<std::fs::File>> = Metric::ALL
-        .iter()
-        .filter_map(|m| {
-            std::fs::File::create(a.run_dir.join(format!("{}.hlog", m.name())))
-                .ok()
-                .map(BufWriter::new)
-        })
-        .collect();
-    let mut serializers: Vec<V2DeflateSerializer> =
-        files.iter().map(|_| V2DeflateSerializer::new()).collect();
-    let mut builder = IntervalLogWriterBuilder::new();
-    builder
-        .with_base_time(base)
-        .with_start_time(base)
-        .add_comment("loadgen latency log; values in microseconds");
-    let mut logs: Vec<_> = files
-        .iter_mut()
-        .zip(serializers.iter_mut())
-        .filter_map(|(f, s)| builder.begin_log_with(f, s).ok())
-        .collect();
-    let mut ticker =
-        tokio::time::interval_at(a.t0 + Duration::from_secs(1), Duration::from_secs(1));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut last_received, mut last_errors) = (0u64, 0u64);
-    let mut last_tick = a.t0;
-    let mut refused_in_a_row = 0u32;
-    loop {
-        let stopping = tokio::select! {
-            _ = ticker.tick() => false,
-            _ = a.stop.wait_for(|s| *s) => true,
-        };
-        let now = Instant::now();
-        let interval = a.shards.take_interval();
-        gathered.totals.merge(&interval);
-        if logs.len() == Metric::ALL.len() {
-            let start = last_tick.saturating_duration_since(a.t0);
-            let length = now.saturating_duration_since(last_tick);
-            for (log, metric) in logs.iter_mut().zip(Metric::ALL) {
-                let h = interval.get(metric);
-                if !h.is_empty() {
-                    let _ = log.write_histogram(h, start, length, None);
-                }
-            }
-        }
-        last_tick = now;
-        let counters = a.shards.counters();
-        let received = a.ctx.received.load(Ordering::Relaxed);
-        let client_rss = sysinfo::rss_bytes(None);
-        let server_rss = match a.server_pid {
-            Some(pid) => {
-                let rss = sysinfo::rss_bytes(Some(pid));
-                if rss.is_none() && !stopping {
-                    *a.target_failed
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner) =
-                        Some("the bundled server exited".to_owned());
-                }
-                rss
-            }
-            None if a.remote => {
-                // A remote target is gone when it refuses connections three seconds running.
-                if client::tcp_connect(a.target_addr).await.is_ok() {
-                    refused_in_a_row = 0;
-                } else {
-                    refused_in_a_row += 1;
-                    if refused_in_a_row >= 3 && !stopping {
-                        *a.target_failed
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner) =
-                            Some(format!("{} refuses connections", a.target_addr));
-                    }
-                }
-                target::scrape(a.target_addr)
-                    .await
-                    .get("process_resident_memory_bytes")
-                    .and_then(|v| gauge_u64(*v))
-            }
-            None => None,
-        };
-        gathered.client_peak = gathered.client_peak.max(client_rss);
-        gathered.server_peak = gathered.server_peak.max(server_rss);
-        let p99 = |m: Metric| {
-            let h = interval.get(m);
-            (!h.is_empty()).then(|| h.value_at_quantile(0.99))
-        };
-        let row = Row {
-            t_s: now.saturating_duration_since(a.t0).as_secs_f64(),
-            connections_open: a.ctx.open.load(Ordering::Relaxed),
-            events_per_s: received - last_received,
-            errors: counters.errors() - last_errors,
-            client_rss_bytes: client_rss,
-            server_rss_bytes: server_rss,
-            delivery_p99_us: p99(Metric::Delivery),
-            ws_rtt_p99_us: p99(Metric::WsRtt),
-            connect_p99_us: p99(Metric::Connect),
-        };
-        last_received = received;
-        last_errors = counters.errors();
-        show_progress(
-            a.progress,
-            gathered.rows.len() + 1,
-            &row,
-            &gathered.totals,
-            counters.errors(),
-        );
-        gathered.rows.push(row);
-        if stopping {
-            break;
-        }
-    }
-    if a.progress == Progress::Live {
-        eprintln!();
-    }
-    drop(logs);
-    for f in &mut files {
-        let _ = f.flush();
-    }
-    gathered
-}
-
-fn show_progress(mode: Progress, second: usize, row: &Row, totals: &Histograms, errors: u64) {
-    let p99 = [Metric::Delivery, Metric::WsRtt, Metric::Connect]
-        .into_iter()
-        .map(|m| totals.get(m))
-        .find(|h| !h.is_empty())
-        .map_or("-".to_owned(), |h| {
-            format!("{:.2}ms", h.value_at_quantile(0.99) as f64 / 1000.0)
-        });
-    let line = format!(
-        "t={:>5.1}s open={} events/s={} errors={} p99={} rss={:.1}MiB",
-        row.t_s,
-        row.connections_open,
-        row.events_per_s,
-        errors,
-        p99,
-        row.client_rss_bytes.unwrap_or(0) as f64 / 1048576.0
-    );
-    match mode {
-        Progress::Quiet => {}
-        Progress::Live => eprint!("\r{line}   "),
-        Progress::Lines => {
-            // Every 5 s is enough for logs.
-            if second.is_multiple_of(5) {
-                eprintln!("{line}");
-            }
-        }
-    }
 }

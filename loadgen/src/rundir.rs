@@ -141,6 +141,13 @@ impl RunData {
         string_list(&self.run_json["failures"])
     }
 
+    /// Why the figures may not be the target's (saturation, late sending); empty for run
+    /// directories written before warnings were recorded.
+    #[must_use]
+    pub fn warnings(&self) -> Vec<String> {
+        string_list(&self.run_json["warnings"])
+    }
+
     /// Thresholds and their results.
     #[must_use]
     pub fn thresholds(&self) -> Vec<ThresholdRecord> {

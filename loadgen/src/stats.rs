@@ -26,16 +26,21 @@ pub enum Metric {
     WsRtt,
     /// Stream drop to the first message after resuming.
     Reconnect,
+    /// Actual send time minus the intended slot, for every message loadgen sends (WS
+    /// messages, SSE-group POSTs, publishers): loadgen's own lateness, included in every
+    /// latency that is measured from a slot.
+    SendLag,
 }
 
 impl Metric {
     /// Every metric in output order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Connect,
         Self::FirstEvent,
         Self::Delivery,
         Self::WsRtt,
         Self::Reconnect,
+        Self::SendLag,
     ];
 
     /// Name in outputs and thresholds.
@@ -47,6 +52,7 @@ impl Metric {
             Self::Delivery => "delivery",
             Self::WsRtt => "ws_rtt",
             Self::Reconnect => "reconnect",
+            Self::SendLag => "send_lag",
         }
     }
 
@@ -64,7 +70,7 @@ pub fn new_histogram() -> Histogram<u64> {
 
 /// One histogram per metric.
 #[derive(Debug, Clone)]
-pub struct Histograms(pub [Histogram<u64>; 5]);
+pub struct Histograms(pub [Histogram<u64>; 6]);
 
 impl Default for Histograms {
     fn default() -> Self {
@@ -81,6 +87,13 @@ impl Histograms {
     /// Records `count` samples of `us` microseconds (clamped like [`Self::record`]).
     pub fn record_n(&mut self, metric: Metric, us: u64, count: u64) {
         self.0[metric.index()].saturating_record_n(us.clamp(1, MAX_TRACKABLE_US), count);
+    }
+
+    /// Empties every histogram, keeping its memory.
+    pub fn reset(&mut self) {
+        for h in &mut self.0 {
+            h.reset();
+        }
     }
 
     /// Adds every histogram of `other` into this one.
@@ -268,15 +281,48 @@ impl Shard {
         self.with(|d| f(&mut d.counters));
     }
 
-    /// Takes the interval histograms, leaving empty ones.
-    pub fn take_interval(&self) -> Histograms {
-        self.with(|d| std::mem::take(&mut d.interval))
+    /// Swaps the interval histograms with `spare` (which should be empty): the lock is held
+    /// for a swap of a few hundred bytes, never for an allocation or a merge.
+    pub fn swap_interval(&self, spare: &mut Histograms) {
+        self.with(|d| std::mem::swap(&mut d.interval, spare));
     }
 
     /// A copy of the counters.
     #[must_use]
     pub fn counters(&self) -> Counters {
         self.with(|d| d.counters)
+    }
+}
+
+/// Takes the shards' interval histograms once per tick without allocating: each shard's
+/// interval is swapped with an empty spare (the only work done under the shard's lock), then
+/// merged and cleared outside any lock. Recording never waits for a merge.
+#[derive(Debug)]
+pub struct IntervalCollector {
+    spares: Vec<Histograms>,
+    merged: Histograms,
+}
+
+impl IntervalCollector {
+    /// A collector for `shards`; allocates its spares once, here.
+    #[must_use]
+    pub fn new(shards: &Shards) -> Self {
+        Self {
+            spares: (0..shards.len()).map(|_| Histograms::default()).collect(),
+            merged: Histograms::default(),
+        }
+    }
+
+    /// Every sample recorded since the previous call, merged over the shards (valid until
+    /// the next call).
+    pub fn collect(&mut self, shards: &Shards) -> &Histograms {
+        self.merged.reset();
+        for (shard, spare) in shards.0.iter().zip(&mut self.spares) {
+            shard.swap_interval(spare);
+            self.merged.merge(spare);
+            spare.reset();
+        }
+        &self.merged
     }
 }
 
@@ -297,14 +343,16 @@ impl Shards {
         self.0[i % self.0.len()].clone()
     }
 
-    /// Takes and merges every shard's interval histograms.
+    /// Number of shards.
     #[must_use]
-    pub fn take_interval(&self) -> Histograms {
-        let mut merged = Histograms::default();
-        for shard in &self.0 {
-            merged.merge(&shard.take_interval());
-        }
-        merged
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always `false`: there is at least one shard.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// Sums every shard's counters.
@@ -330,16 +378,19 @@ mod tests {
             shard.record(Metric::Delivery, i + 1);
             shard.count(|c| c.messages_received += 1);
         }
-        let merged = shards.take_interval();
-        let delivery = merged.get(Metric::Delivery);
+        let mut collector = IntervalCollector::new(&shards);
+        let delivery = collector.collect(&shards).get(Metric::Delivery);
         assert_eq!(delivery.len(), 300);
         assert_eq!(delivery.max(), 300);
         assert_eq!(shards.counters().messages_received, 300);
         assert_eq!(
-            shards.take_interval().get(Metric::Delivery).len(),
+            collector.collect(&shards).get(Metric::Delivery).len(),
             0,
             "interval was taken"
         );
+        shards.for_index(1).record(Metric::Delivery, 7);
+        let next = collector.collect(&shards).get(Metric::Delivery);
+        assert_eq!((next.len(), next.max()), (1, 7), "spares were cleared");
     }
 
     #[test]

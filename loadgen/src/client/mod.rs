@@ -2,12 +2,14 @@
 
 pub(crate) mod post;
 pub(crate) mod publisher;
+pub(crate) mod schedule;
 pub(crate) mod sse;
+pub(crate) mod timer;
 pub(crate) mod ws;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -19,6 +21,8 @@ use tokio::time::Instant;
 use crate::scenario::{ClientGroup, Expect, Latency, StampSpec};
 use crate::stats::{Counters, Metric, Shard};
 use crate::tracker::SeqTracker;
+use schedule::Slot;
+use timer::PreciseTimer;
 
 /// How long one TCP connect plus handshake may take before it counts as a timeout.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,16 +68,20 @@ pub(crate) struct RunCtx {
     pub(crate) target: SocketAddr,
     pub(crate) token: Option<String>,
     pub(crate) clock: Clock,
+    /// Wakes senders at their slots (see [`timer`]).
+    pub(crate) timer: PreciseTimer,
     /// Raised at the end of the run: connections close.
     pub(crate) stop: Stop,
     /// Raised at the end of the measured phase: senders and publishers stop.
     pub(crate) stop_sending: Stop,
     /// Raised when connecting is done: senders and publishers start.
     pub(crate) start_sending: Stop,
-    /// Latency samples are kept from here (end of warm-up) ...
-    pub(crate) measure_from: AtomicI64,
-    /// ... until here (end of the measured phase); µs since `clock` base, -1 = not yet set.
-    pub(crate) measure_until: AtomicI64,
+    /// Latency samples whose *intended* time (stamp or send slot), in Unix µs, is from here
+    /// (end of warm-up; 0 without a warm-up: every sample counts from the first) ...
+    measure_from_us: AtomicU64,
+    /// ... and before here (end of the measured phase; `u64::MAX` until it is known) are
+    /// kept. Judging by intended time keeps a slow message sent at the end of the phase.
+    measure_until_us: AtomicU64,
     /// Connections currently open.
     pub(crate) open: AtomicU64,
     /// Connections whose first attempt has finished (established or failed).
@@ -89,29 +97,35 @@ pub(crate) struct RunCtx {
 }
 
 impl RunCtx {
+    /// Shared state of one run; with `warmup` zero, samples count from the very first.
+    ///
+    /// # Errors
+    /// The timer thread could not be started.
     pub(crate) fn new(
         target: SocketAddr,
         token: Option<String>,
         signals: &Signals,
-        groups: usize,
-        publishers: usize,
-    ) -> Self {
-        Self {
+        shape: (usize, usize),
+        warmup: Duration,
+    ) -> io::Result<Self> {
+        let (groups, publishers) = shape;
+        Ok(Self {
             target,
             token,
             clock: Clock::new(),
+            timer: PreciseTimer::start()?,
             stop: signals.stop.subscribe(),
             stop_sending: signals.stop_sending.subscribe(),
             start_sending: signals.start_sending.subscribe(),
-            measure_from: AtomicI64::new(i64::MAX),
-            measure_until: AtomicI64::new(i64::MAX),
+            measure_from_us: AtomicU64::new(if warmup.is_zero() { 0 } else { u64::MAX }),
+            measure_until_us: AtomicU64::new(u64::MAX),
             open: AtomicU64::new(0),
             first_attempts: AtomicU64::new(0),
             published: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
             group_sent: (0..groups).map(|_| AtomicU64::new(0)).collect(),
             received: AtomicU64::new(0),
             error_samples: Mutex::new(Vec::new()),
-        }
+        })
     }
 
     /// Keeps up to five distinct error descriptions.
@@ -125,37 +139,41 @@ impl RunCtx {
         }
     }
 
-    fn offset(&self, at: Instant) -> i64 {
-        i64::try_from(at.saturating_duration_since(self.clock.base).as_micros()).unwrap_or(i64::MAX)
+    /// Sets the measured window: from `from` (`None`: no warm-up, keep the start of 0)
+    /// until `until`.
+    pub(crate) fn set_window(&self, from: Option<Instant>, until: Instant) {
+        if let Some(from) = from {
+            self.measure_from_us
+                .store(self.clock.unix_us(from), Ordering::Release);
+        }
+        self.measure_until_us
+            .store(self.clock.unix_us(until), Ordering::Release);
     }
 
-    /// Sets the measured window.
-    pub(crate) fn set_window(&self, from: Instant, until: Instant) {
-        self.measure_from
-            .store(self.offset(from), Ordering::Release);
-        self.measure_until
-            .store(self.offset(until), Ordering::Release);
+    /// Whether a sample whose intended time is `intended_us` (Unix µs) is measured.
+    pub(crate) fn in_window(&self, intended_us: u64) -> bool {
+        intended_us >= self.measure_from_us.load(Ordering::Acquire)
+            && intended_us < self.measure_until_us.load(Ordering::Acquire)
     }
 
-    /// Whether a sample taken now belongs to the measured phase.
-    pub(crate) fn measuring(&self) -> bool {
-        let now = self.offset(Instant::now());
-        now >= self.measure_from.load(Ordering::Acquire)
-            && now < self.measure_until.load(Ordering::Acquire)
+    /// Records a `connect` sample (kept whenever it happens: it belongs to the connect phase).
+    pub(crate) fn record_connect(&self, shard: &Shard, us: u64) {
+        shard.record(Metric::Connect, us);
     }
 
-    /// Records a latency sample: `connect` and `first_event` whenever they happen (they belong
-    /// to the connect phase), the others only inside the measured phase.
-    pub(crate) fn record(&self, shard: &Shard, metric: Metric, us: u64) {
-        if matches!(metric, Metric::Connect | Metric::FirstEvent) || self.measuring() {
-            shard.record(metric, us);
+    /// Records the `send_lag` of `slot` (now minus the slot), if the slot is in the measured
+    /// window; call it right before the message is written.
+    pub(crate) fn record_send(&self, shard: &Shard, slot: Slot) {
+        let lag = slot.lag_us();
+        if self.in_window(self.clock.unix_us(slot.at)) {
+            shard.record(Metric::SendLag, lag);
         }
     }
 
     /// Accounts for one measured message under a single shard lock: counters, its latency
     /// sample, and the first-event and reconnect latencies when they apply.
     pub(crate) fn account(&self, shard: &Shard, m: &Received) {
-        let measuring = self.measuring();
+        let measuring = self.in_window(m.intended_us);
         self.received.fetch_add(1, Ordering::Relaxed);
         shard.with(|d| {
             d.counters.messages_received += 1;
@@ -243,6 +261,7 @@ impl Track {
                 Latency::Rtt => Metric::WsRtt,
             },
             latency_us: now_us.saturating_sub(stamp.ts),
+            intended_us: stamp.ts,
             bytes,
             first_event_us,
             reconnect_us: self.dropped_at.take().map(elapsed_us),
@@ -291,6 +310,8 @@ pub(crate) struct Received {
     pub(crate) latency: Metric,
     /// Receive time minus the stamp, µs.
     pub(crate) latency_us: u64,
+    /// The stamp: intended send time, Unix µs (decides whether the sample is measured).
+    pub(crate) intended_us: u64,
     /// Message size.
     pub(crate) bytes: u64,
     /// Set on the connection's first measured message: connect start to now, µs.

@@ -2,13 +2,12 @@
 //! schedule slot, over HTTP POST or a WebSocket.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use futures_util::SinkExt;
-use tokio::time::{Instant, MissedTickBehavior, interval_at};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::post::Poster;
+use super::schedule::Schedule;
 use super::{Ctx, stamped_message, stopped};
 use crate::scenario::{PublishVia, Publisher};
 use crate::stats::Shard;
@@ -22,7 +21,6 @@ pub(crate) async fn run(ctx: Ctx, spec: Publisher, index: usize, shard: Shard) {
         () = stopped(&mut stop) => return,
         () = stopped(&mut start) => {}
     }
-    let period = Duration::from_secs_f64(1.0 / spec.rate);
     let mut ws = match spec.via {
         PublishVia::Http => None,
         PublishVia::Ws => match super::ws::connect(&ctx, &spec.path).await {
@@ -40,24 +38,14 @@ pub(crate) async fn run(ctx: Ctx, spec: Publisher, index: usize, shard: Shard) {
         },
     };
     let mut poster = Poster::default();
-    let first = Instant::now();
-    let mut ticker = interval_at(first, period);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    let mut seq = 0u64;
-    loop {
-        tokio::select! {
-            () = stopped(&mut stop) => break,
-            _ = ticker.tick() => {}
-        }
-        seq += 1;
-        // The intended slot, not the moment this task got to run.
-        let slot = first + period.mul_f64((seq - 1) as f64);
-        let text = stamped_message(
-            &spec.template,
-            seq,
-            ctx.clock.unix_us(slot),
-            spec.payload_bytes,
-        );
+    let mut schedule = Schedule::at_rate(&ctx.timer, spec.rate, 0.0);
+    let stop = stopped(&mut stop);
+    tokio::pin!(stop);
+    while let Some(slot) = schedule.next_until(stop.as_mut()).await {
+        // Stamped with the intended slot, not the moment this task got to run.
+        let ts = ctx.clock.unix_us(slot.at);
+        let text = stamped_message(&spec.template, slot.seq, ts, spec.payload_bytes);
+        ctx.record_send(&shard, slot);
         let ok = match &mut ws {
             Some(socket) => socket.send(Message::text(text)).await.is_ok(),
             None => {

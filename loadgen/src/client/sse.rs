@@ -2,7 +2,7 @@
 //! after `retry`, stop on 204, churn, hold, and optionally POST messages (SSE chat).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,15 +11,18 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep, sleep_until};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep, sleep_until};
 use wire::sse::{EventRef, Parser};
 
 use super::post::Poster;
+use super::schedule::Schedule;
 use super::{
-    ConnectError, Ctx, GroupRun, elapsed_us, fastrand_fraction, missed_of, stamp_of_text,
+    ConnectError, Ctx, GroupRun, Stop, elapsed_us, fastrand_fraction, missed_of, stamp_of_text,
     stamped_message, stopped, tcp_connect,
 };
-use crate::stats::{Metric, Shard};
+use crate::stats::Shard;
 
 /// Reconnection delay when the stream never sent `retry:` (browsers use a few seconds; the
 /// spec leaves it to the client).
@@ -52,6 +55,10 @@ struct Conn {
     parser: Parser,
     /// This connection's id from the `id_event` (SSE chat user id).
     user_id: Option<u64>,
+    /// Messages this connection's sender tasks POSTed, over all its streams.
+    posted: Arc<AtomicU64>,
+    /// The sender of the current stream, if it sends: stop signal and task.
+    sender: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
 
 /// Runs one SSE connection from `start_at` until the run stops.
@@ -65,8 +72,9 @@ pub(crate) async fn run(ctx: Ctx, group: Arc<GroupRun>, shard: Shard, start_at: 
         track: super::Track::new(),
         parser: Parser::new(),
         user_id: None,
+        posted: Arc::default(),
+        sender: None,
     };
-    let mut poster = Poster::default();
     let mut stop = conn.ctx.stop.clone();
     loop {
         if *stop.borrow() {
@@ -74,8 +82,9 @@ pub(crate) async fn run(ctx: Ctx, group: Arc<GroupRun>, shard: Shard, start_at: 
         }
         let ended = tokio::select! {
             () = stopped(&mut stop) => Ended::Done,
-            ended = conn.connect_and_read(&mut poster, hold_until) => ended,
+            ended = conn.connect_and_read(hold_until) => ended,
         };
+        conn.stop_sender().await;
         match ended {
             Ended::Done | Ended::NoContent => break,
             Ended::Churn => {
@@ -99,15 +108,12 @@ pub(crate) async fn run(ctx: Ctx, group: Arc<GroupRun>, shard: Shard, start_at: 
             }
         }
     }
+    conn.stop_sender().await;
     conn.finish();
 }
 
 impl Conn {
-    async fn connect_and_read(
-        &mut self,
-        poster: &mut Poster,
-        hold_until: Option<Instant>,
-    ) -> Ended {
+    async fn connect_and_read(&mut self, hold_until: Option<Instant>) -> Ended {
         self.track.attempt_at = Instant::now();
         self.parser.reset_stream();
         self.shard.count(|c| c.connections_attempted += 1);
@@ -129,10 +135,11 @@ impl Conn {
             }
         };
         let connect_us = elapsed_us(self.track.attempt_at);
-        self.ctx.record(&self.shard, Metric::Connect, connect_us);
+        self.ctx.record_connect(&self.shard, connect_us);
         self.shard.count(|c| c.connections_established += 1);
         self.ctx.open.fetch_add(1, Ordering::Relaxed);
-        let ended = self.read(body, driver, poster, hold_until).await;
+        let ended = self.read(body, driver, hold_until).await;
+        self.stop_sender().await;
         self.ctx.open.fetch_sub(1, Ordering::Relaxed);
         if matches!(ended, Ended::Dropped) {
             self.shard.count(|c| c.streams_dropped += 1);
@@ -199,23 +206,14 @@ impl Conn {
         &mut self,
         mut body: Incoming,
         mut driver: Driver,
-        poster: &mut Poster,
         hold_until: Option<Instant>,
     ) -> Ended {
         let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
         let hold = sleep_until(hold_until.unwrap_or(far));
         let churn = sleep_until(self.group.spec.churn.map_or(far, |c| Instant::now() + c));
         tokio::pin!(hold, churn);
-        let send = self.group.spec.send.clone();
-        let period = send.as_ref().map_or(far - Instant::now(), |s| {
-            Duration::from_secs_f64(1.0 / s.rate)
-        });
+        let sends = self.group.spec.send.is_some();
         let mut start_sending = self.ctx.start_sending.clone();
-        let mut stop_sending = self.ctx.stop_sending.clone();
-        let mut sending = false;
-        let mut ticker = interval_at(far, period);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
-        let mut next_slot = far;
         loop {
             tokio::select! {
                 () = &mut hold => return Ended::Done,
@@ -235,35 +233,43 @@ impl Conn {
                     }
                 },
                 _ = &mut driver.conn, if !driver.done => driver.done = true,
-                () = stopped(&mut start_sending), if send.is_some() && !sending && self.user_id.is_some() => {
-                    sending = true;
-                    let offset = Duration::from_secs_f64(period.as_secs_f64() * fastrand_fraction(self.user_id.unwrap_or(0)));
-                    next_slot = Instant::now() + offset;
-                    ticker = interval_at(next_slot, period);
-                    ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+                () = stopped(&mut start_sending), if sends && self.sender.is_none() && self.user_id.is_some() && !*self.ctx.stop_sending.borrow() => {
+                    self.start_sender();
                 },
-                () = stopped(&mut stop_sending), if sending => {
-                    sending = false;
-                    ticker = interval_at(far, period);
-                },
-                _ = ticker.tick(), if sending => {
-                    let slot = next_slot;
-                    next_slot += period;
-                    if let (Some(spec), Some(id)) = (&send, self.user_id) {
-                        self.track.sent += 1;
-                        let text = stamped_message(&spec.template, self.track.sent, self.ctx.clock.unix_us(slot), spec.payload_bytes);
-                        let path = spec.path.as_deref().unwrap_or("/").replace("{id}", &id.to_string());
-                        self.ctx.group_sent[self.group.index].fetch_add(1, Ordering::Relaxed);
-                        let ok = matches!(poster.post(&self.ctx, &path, text).await, Ok((s, _)) if (200..300).contains(&s));
-                        self.shard.count(|c| {
-                            c.messages_sent += 1;
-                            if !ok {
-                                c.send_errors += 1;
-                            }
-                        });
-                    }
-                }
             }
+        }
+    }
+
+    /// Starts POSTing at the group's rate in a task of its own, so a slow POST never keeps
+    /// the stream from being read (its delay shows as `send_lag` instead).
+    fn start_sender(&mut self) {
+        let Some(user_id) = self.user_id else {
+            return;
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(post_at_rate(
+            Arc::clone(&self.ctx),
+            Arc::clone(&self.group),
+            self.shard.clone(),
+            user_id,
+            Arc::clone(&self.posted),
+            stop_rx,
+        ));
+        self.sender = Some((stop_tx, task));
+    }
+
+    /// Stops the current stream's sender after its in-flight POST (bounded), so the count of
+    /// messages sent is final.
+    async fn stop_sender(&mut self) {
+        let Some((stop, mut task)) = self.sender.take() else {
+            return;
+        };
+        let _ = stop.send(true);
+        if tokio::time::timeout(super::CONNECT_TIMEOUT, &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
         }
     }
 
@@ -311,7 +317,55 @@ impl Conn {
 
     /// Final accounting when the connection is done for good.
     fn finish(&mut self) {
+        self.track.sent = self.posted.load(Ordering::Acquire);
         self.track.settle(&self.ctx, &self.group, &self.shard);
+    }
+}
+
+/// POSTs stamped messages as chat user `user_id` at the group's rate until the run stops
+/// sending or `stop` is raised (the stream ended).
+async fn post_at_rate(
+    ctx: Ctx,
+    group: Arc<GroupRun>,
+    shard: Shard,
+    user_id: u64,
+    posted: Arc<AtomicU64>,
+    mut stop: Stop,
+) {
+    let Some(spec) = &group.spec.send else {
+        return;
+    };
+    let path = spec
+        .path
+        .as_deref()
+        .unwrap_or("/")
+        .replace("{id}", &user_id.to_string());
+    let mut poster = Poster::default();
+    let mut stop_sending = ctx.stop_sending.clone();
+    let stopped_either = async {
+        tokio::select! {
+            () = stopped(&mut stop) => {}
+            () = stopped(&mut stop_sending) => {}
+        }
+    };
+    tokio::pin!(stopped_either);
+    let mut schedule = Schedule::at_rate(&ctx.timer, spec.rate, fastrand_fraction(user_id));
+    while let Some(slot) = schedule.next_until(stopped_either.as_mut()).await {
+        let seq = posted.fetch_add(1, Ordering::AcqRel) + 1;
+        let ts = ctx.clock.unix_us(slot.at);
+        let text = stamped_message(&spec.template, seq, ts, spec.payload_bytes);
+        ctx.group_sent[group.index].fetch_add(1, Ordering::Relaxed);
+        ctx.record_send(&shard, slot);
+        let ok = matches!(
+            poster.post(&ctx, &path, text).await,
+            Ok((s, _)) if (200..300).contains(&s)
+        );
+        shard.count(|c| {
+            c.messages_sent += 1;
+            if !ok {
+                c.send_errors += 1;
+            }
+        });
     }
 }
 

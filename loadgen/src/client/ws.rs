@@ -7,18 +7,19 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
+use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{WebSocketStream, client_async_with_config};
 
+use super::schedule::{Schedule, Slot};
 use super::{
     ConnectError, Ctx, GroupRun, elapsed_us, fastrand_fraction, missed_of, read_stamp,
     stamped_message, stopped, tcp_connect,
 };
 use crate::scenario::Expect;
-use crate::stats::{Metric, Shard};
+use crate::stats::Shard;
 
 /// Client WebSocket settings: 4 KiB read buffer (tungstenite's default is 128 KiB), eager writes.
 pub(crate) fn ws_config() -> WebSocketConfig {
@@ -116,11 +117,8 @@ impl Conn {
                 return Ended::Dropped;
             }
         };
-        self.ctx.record(
-            &self.shard,
-            Metric::Connect,
-            elapsed_us(self.track.attempt_at),
-        );
+        self.ctx
+            .record_connect(&self.shard, elapsed_us(self.track.attempt_at));
         self.shard.count(|c| c.connections_established += 1);
         // Open (ready) only once the on_connect messages (joins, subscriptions) are out.
         for text in &self.group.spec.on_connect {
@@ -146,16 +144,10 @@ impl Conn {
         let hold = sleep_until(hold_until.unwrap_or(far));
         let churn = sleep_until(self.group.spec.churn.map_or(far, |c| Instant::now() + c));
         tokio::pin!(hold, churn);
-        let send = self.group.spec.send.clone();
-        let period = send.as_ref().map_or(Duration::from_secs(3600), |s| {
-            Duration::from_secs_f64(1.0 / s.rate)
-        });
+        let rate = self.group.spec.send.as_ref().map(|s| s.rate);
         let mut start_sending = self.ctx.start_sending.clone();
         let mut stop_sending = self.ctx.stop_sending.clone();
-        let mut sending = false;
-        let mut ticker = interval_at(far, period);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
-        let mut next_slot = far;
+        let mut schedule: Option<Schedule> = None;
         loop {
             tokio::select! {
                 () = &mut hold => return Ended::Done,
@@ -171,38 +163,40 @@ impl Conn {
                     Some(Ok(Message::Close(_))) => return Ended::Dropped,
                     Some(Ok(_)) => {}
                 },
-                () = stopped(&mut start_sending), if send.is_some() && !sending && !*self.ctx.stop_sending.borrow() => {
-                    sending = true;
-                    let offset = Duration::from_secs_f64(period.as_secs_f64() * fastrand_fraction(self.id));
-                    next_slot = Instant::now() + offset;
-                    ticker = interval_at(next_slot, period);
-                    ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+                () = stopped(&mut start_sending), if rate.is_some() && schedule.is_none() && !*self.ctx.stop_sending.borrow() => {
+                    let fraction = fastrand_fraction(self.id);
+                    schedule = rate.map(|r| Schedule::at_rate(&self.ctx.timer, r, fraction));
                 },
-                () = stopped(&mut stop_sending), if sending => {
-                    sending = false;
-                    ticker = interval_at(far, period);
-                },
-                _ = ticker.tick(), if sending => {
-                    let slot = next_slot;
-                    next_slot += period;
-                    if let Some(spec) = &send {
-                        self.track.sent += 1;
-                        let text = stamped_message(&spec.template, self.track.sent, self.ctx.clock.unix_us(slot), spec.payload_bytes);
-                        self.ctx.group_sent[self.group.index].fetch_add(1, Ordering::Relaxed);
-                        let ok = socket.send(Message::text(text)).await.is_ok();
-                        self.shard.count(|c| {
-                            c.messages_sent += 1;
-                            if !ok {
-                                c.send_errors += 1;
-                            }
-                        });
-                        if !ok {
-                            return Ended::Dropped;
-                        }
+                () = stopped(&mut stop_sending), if schedule.is_some() => schedule = None,
+                slot = next_slot(&mut schedule) => {
+                    if !self.send(socket, slot).await {
+                        return Ended::Dropped;
                     }
                 }
             }
         }
+    }
+
+    /// Sends the stamped message of `slot`; `false` when the socket is broken.
+    async fn send(&mut self, socket: &mut Socket, slot: Slot) -> bool {
+        let Some(spec) = &self.group.spec.send else {
+            return true;
+        };
+        // The connection's own sequence runs on across churn reconnects (echo accounting).
+        self.track.sent += 1;
+        let seq = self.track.sent;
+        let ts = self.ctx.clock.unix_us(slot.at);
+        let text = stamped_message(&spec.template, seq, ts, spec.payload_bytes);
+        self.ctx.group_sent[self.group.index].fetch_add(1, Ordering::Relaxed);
+        self.ctx.record_send(&self.shard, slot);
+        let ok = socket.send(Message::text(text)).await.is_ok();
+        self.shard.count(|c| {
+            c.messages_sent += 1;
+            if !ok {
+                c.send_errors += 1;
+            }
+        });
+        ok
     }
 
     fn on_text(&mut self, text: &str) {
@@ -239,5 +233,13 @@ impl Conn {
 
     fn finish(&mut self) {
         self.track.settle(&self.ctx, &self.group, &self.shard);
+    }
+}
+
+/// The next slot of `schedule`; never completes while there is none.
+async fn next_slot(schedule: &mut Option<Schedule>) -> Slot {
+    match schedule {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
     }
 }

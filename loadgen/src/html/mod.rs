@@ -63,7 +63,7 @@ h1{font-size:1.6em;margin:0 0 4px}h2{font-size:1.25em;margin:32px 0 8px;border-b
 .verdict.pass{background:var(--pass)}.verdict.fail{background:var(--fail)}
 table{border-collapse:collapse;margin:8px 0}th,td{padding:4px 10px;border-bottom:1px solid var(--grid);text-align:left}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-.ok{color:var(--pass);font-weight:600}.bad{color:var(--fail);font-weight:600}
+.ok{color:var(--pass);font-weight:600}.bad{color:var(--fail);font-weight:600}.warn{color:var(--s4);font-weight:600}
 pre{background:var(--panel);padding:10px;overflow-x:auto;border-radius:6px}
 .charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(460px,1fr));gap:12px}
 figure{margin:0;background:var(--panel);border-radius:6px;padding:8px}
@@ -140,6 +140,14 @@ fn verdict(out: &mut String, run: &RunData) {
         out.push_str("<ul id=\"failures\">");
         for f in failures {
             let _ = write!(out, "<li class=\"bad\">{}</li>", esc(&f));
+        }
+        out.push_str("</ul>");
+    }
+    let warnings = run.warnings();
+    if !warnings.is_empty() {
+        out.push_str("<ul id=\"warnings\">");
+        for w in warnings {
+            let _ = write!(out, "<li class=\"warn\">warning: {}</li>", esc(&w));
         }
         out.push_str("</ul>");
     }

@@ -44,6 +44,8 @@ pub fn parse_target_url(text: &str) -> Result<SocketAddr, String> {
     })
 }
 
+/// Longest `run.settle` pause.
+pub const MAX_SETTLE: Duration = Duration::from_secs(60);
 /// Most connections one client group may ask for.
 pub const MAX_GROUP_COUNT: u32 = 1_000_000;
 /// Largest payload a message may be padded to, in bytes.
@@ -208,7 +210,12 @@ pub struct Publisher {
 /// Timing of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunSpec {
-    /// Measurements before this (after connections are up) are discarded.
+    /// Pause after the connect phase before senders and publishers start (lets a server
+    /// finish processing joins and subscriptions); default zero.
+    pub settle: Duration,
+    /// Latency samples whose intended time falls before the end of the connect phase, the
+    /// settle pause and this long after are discarded. Zero (the default): nothing is
+    /// discarded, samples count from the first message of the run.
     pub warmup: Duration,
     /// Length of the measured phase.
     pub duration: Duration,
@@ -539,6 +546,18 @@ fn validate_run(ctx: &Ctx<'_>, run: &Spanned<raw::RawRun>) -> Result<RunSpec, Sc
         .warmup
         .as_ref()
         .map_or(Ok(Duration::ZERO), |w| ctx.duration(w, "run.warmup"))?;
+    let settle = r
+        .settle
+        .as_ref()
+        .map_or(Ok(Duration::ZERO), |w| ctx.duration(w, "run.settle"))?;
+    if settle > MAX_SETTLE {
+        let span = r.settle.as_ref().map_or(run.span(), Spanned::span);
+        return Err(ctx.error(
+            span,
+            "run.settle",
+            format!("must be at most {}", format_duration(MAX_SETTLE)),
+        ));
+    }
     let duration = ctx.positive_duration(&r.duration, "run.duration")?;
     let default_limit = warmup + duration * 2 + Duration::from_secs(60);
     let time_limit = r.time_limit.as_ref().map_or(Ok(default_limit), |t| {
@@ -556,6 +575,7 @@ fn validate_run(ctx: &Ctx<'_>, run: &Spanned<raw::RawRun>) -> Result<RunSpec, Sc
         ));
     }
     Ok(RunSpec {
+        settle,
         warmup,
         duration,
         time_limit,
@@ -875,9 +895,14 @@ impl Scenario {
             |a| format!("http://{a}"),
         );
         let _ = writeln!(out, "target: {target}");
+        let settle = if self.run.settle.is_zero() {
+            String::new()
+        } else {
+            format!("settle {}, ", format_duration(self.run.settle))
+        };
         let _ = writeln!(
             out,
-            "run: warm-up {}, measure {}, hard limit {}",
+            "run: {settle}warm-up {}, measure {}, hard limit {}",
             format_duration(self.run.warmup),
             format_duration(self.run.duration),
             format_duration(self.run.time_limit)

@@ -26,6 +26,7 @@ pub(super) struct RawScenario {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRun {
+    pub(super) settle: Option<Spanned<String>>,
     pub(super) warmup: Option<Spanned<String>>,
     pub(super) duration: Spanned<String>,
     pub(super) time_limit: Option<Spanned<String>>,

@@ -223,3 +223,21 @@ fn server_settings_become_flags() {
         ["--client-queue=64", "--keepalive-secs=0.5"]
     );
 }
+
+#[test]
+fn settle_defaults_to_zero_and_is_bounded() {
+    let s = parse_str(GOOD).expect("valid");
+    assert_eq!(s.run.settle, Duration::ZERO, "no pause unless asked");
+    assert!(!s.plan().contains("settle"));
+    let text = GOOD.replacen("warmup = \"1s\"", "warmup = \"1s\"\nsettle = \"250ms\"", 1);
+    let s = parse_str(&text).expect("valid");
+    assert_eq!(s.run.settle, Duration::from_millis(250));
+    assert!(s.plan().contains("settle 250ms"), "{}", s.plan());
+    bad(
+        "warmup = \"1s\"",
+        "warmup = \"1s\"\nsettle = \"2m\"",
+        7,
+        "run.settle",
+        "at most 60s",
+    );
+}

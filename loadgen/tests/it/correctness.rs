@@ -122,6 +122,105 @@ async fn a_known_delayed_fraction_shows_at_the_right_percentiles() {
 }
 
 #[tokio::test]
+async fn without_warmup_every_message_counts_from_the_first_and_an_early_stall_shows() {
+    // 40 events due every 5 ms from the moment the stream opens; the server stalls for 120 ms
+    // after the 4th (20 ms in) and then sends the stalled events with their intended stamps.
+    const EVENTS: u64 = 40;
+    let handler = not_found_elsewhere(
+        "/early",
+        Arc::new(|_, mut stream| {
+            Box::pin(async move {
+                if stream.write_all(SSE_HEAD).await.is_err() {
+                    return;
+                }
+                let start = wire::now_unix_us();
+                let mut stalled = false;
+                for seq in 1..=EVENTS {
+                    let due = start + (seq - 1) * 5_000;
+                    if seq == 5 && !stalled {
+                        stalled = true;
+                        tokio::time::sleep(Duration::from_millis(120)).await;
+                    }
+                    let now = wire::now_unix_us();
+                    if due > now {
+                        tokio::time::sleep(Duration::from_micros(due - now)).await;
+                    }
+                    if stream.write_all(&event(seq, seq, due)).await.is_err() {
+                        return;
+                    }
+                }
+                hold_open(stream).await;
+            })
+        }),
+    );
+    let (addr, _) = fake_server(handler).await;
+    let dir = support::temp_dir("early");
+    let scenario = support::scenario(&one_client(
+        "/early",
+        "expect = \"stream\"\nreconnect = false",
+        "1s",
+    ));
+    assert_eq!(scenario.run.warmup, Duration::ZERO);
+    let report = loadgen::run(support::options(scenario, Some(addr), &dir))
+        .await
+        .expect("runs");
+    let h = report.histograms.get(loadgen::stats::Metric::Delivery);
+    assert_eq!(report.counters.messages_received, EVENTS);
+    assert_eq!(h.len(), EVENTS, "every message is a sample, from the first");
+    // Event 5 (due 20 ms in) left 120 ms after event 4 (sent at 15 ms or later): at least
+    // 115 ms late, a bound the stamps guarantee whatever the machine's speed.
+    assert!(h.max() >= 115_000, "stall hidden: max {} us", h.max());
+}
+
+#[tokio::test]
+async fn a_slow_post_endpoint_never_stops_the_stream_from_being_read() {
+    // The chat POST answers only after 3 s; the stream sends its events right after the first
+    // POST arrives. A sender that awaited its POST inside the read loop would read none of
+    // them before the run (0.5 s) ends.
+    const EVENTS: u64 = 20;
+    let posted = Arc::new(tokio::sync::Notify::new());
+    let handler: Handler = Arc::new(move |seen, mut stream| {
+        let posted = Arc::clone(&posted);
+        Box::pin(async move {
+            if seen.path.starts_with("/slowchat/") {
+                posted.notify_one();
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                respond(stream, "200 OK", "application/json").await;
+            } else if seen.path == "/slowchat" {
+                let mut out = SSE_HEAD.to_vec();
+                out.extend_from_slice(b"event: user\ndata: {\"id\":1}\n\n");
+                if stream.write_all(&out).await.is_err() {
+                    return;
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(5), posted.notified()).await;
+                let mut out = Vec::new();
+                for seq in 1..=EVENTS {
+                    out.extend(event(seq, seq, wire::now_unix_us()));
+                }
+                if stream.write_all(&out).await.is_ok() {
+                    hold_open(stream).await;
+                }
+            } else {
+                respond(stream, "404 Not Found", "text/plain").await;
+            }
+        })
+    });
+    let (addr, _) = fake_server(handler).await;
+    let dir = support::temp_dir("slowpost");
+    let scenario = support::scenario(&one_client(
+        "/slowchat",
+        "expect = \"none\"\nreconnect = false\nsend_rate = 20\nsend_path = \"/slowchat/{id}\"",
+        "500ms",
+    ));
+    let report = loadgen::run(support::options(scenario, Some(addr), &dir))
+        .await
+        .expect("runs");
+    let c = report.counters;
+    assert!(c.messages_sent >= 1, "the POST was sent: {c:?}");
+    assert_eq!(c.messages_received, EVENTS, "{c:?}");
+}
+
+#[tokio::test]
 async fn dropped_streams_resume_gap_free_with_last_event_id_honour_retry_and_stop_on_204() {
     const TOTAL: u64 = 30;
     const PER_CONNECTION: u64 = 5;

@@ -1,0 +1,264 @@
+//! The once-a-second reporter, on a thread of its own (with its own single-threaded tokio
+//! runtime for the target scrapes), so nothing it does ever runs on the I/O runtime that
+//! receives and records messages: it swaps the shards' interval histograms out (the only
+//! thing done under a shard's lock), merges them, writes the `.hlog` intervals, samples the
+//! memory of both processes, scrapes a remote target's `/metrics`, appends a time-series
+//! row, shows progress and watches the target.
+
+use std::future::Future;
+use std::io::{BufWriter, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use crate::client::{self, Ctx};
+use crate::report::Row;
+use crate::run::Progress;
+use crate::stats::{Histograms, IntervalCollector, Metric, Shards};
+use crate::sysinfo;
+use crate::target;
+
+/// What the reporter hands back at the end.
+#[derive(Debug, Default)]
+pub(crate) struct Gathered {
+    pub(crate) totals: Histograms,
+    pub(crate) rows: Vec<Row>,
+    pub(crate) client_peak: Option<u64>,
+    pub(crate) server_peak: Option<u64>,
+}
+
+/// The running reporter thread.
+#[derive(Debug)]
+pub(crate) struct Reporter {
+    stop: watch::Sender<bool>,
+    done: oneshot::Receiver<Gathered>,
+}
+
+impl Reporter {
+    /// Starts the reporter thread; its first tick is one second after `args.t0`.
+    ///
+    /// # Errors
+    /// The OS refused a thread, or its runtime could not be built.
+    pub(crate) fn start(args: ReporterArgs) -> std::io::Result<Self> {
+        let (stop, stop_rx) = watch::channel(false);
+        let (done_tx, done) = oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("loadgen-reporter".to_owned())
+            .spawn(move || {
+                let gathered = runtime.block_on(reporter(args, stop_rx));
+                let _ = done_tx.send(gathered);
+            })?;
+        Ok(Self { stop, done })
+    }
+
+    /// Takes a last sample, stops the thread and returns what it gathered.
+    pub(crate) async fn finish(self) -> Gathered {
+        let _ = self.stop.send(true);
+        self.done.await.unwrap_or_default()
+    }
+}
+
+/// Runs `work` to completion on a fresh single-threaded runtime in a blocking thread: for the
+/// few scrapes that must happen at a phase boundary, kept off the I/O runtime's workers.
+/// `None` if that runtime could not be built.
+pub(crate) async fn off_runtime<F>(work: F) -> Option<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        Some(runtime.block_on(work))
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// A scraped gauge (bytes) as an integer; negative or non-finite values are dropped.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+pub(crate) fn gauge_u64(v: f64) -> Option<u64> {
+    // Checked non-negative and finite; `as` saturates above u64::MAX.
+    (v.is_finite() && v >= 0.0).then_some(v as u64)
+}
+
+/// What the reporter reads and where it writes.
+pub(crate) struct ReporterArgs {
+    pub(crate) ctx: Ctx,
+    pub(crate) shards: Shards,
+    pub(crate) run_dir: PathBuf,
+    pub(crate) t0: Instant,
+    pub(crate) server_pid: Option<u32>,
+    pub(crate) target_addr: SocketAddr,
+    pub(crate) remote: bool,
+    pub(crate) progress: Progress,
+    pub(crate) target_failed: Arc<Mutex<Option<String>>>,
+}
+
+/// Once a second: merges the shards' interval histograms, writes them to the `.hlog`s,
+/// samples memory, appends a time-series row, shows progress, watches the target.
+async fn reporter(a: ReporterArgs, mut stop: watch::Receiver<bool>) -> Gathered {
+    let mut gathered = Gathered::default();
+    let base = SystemTime::now();
+    let mut files: Vec<BufWriter<std::fs::File>> = Metric::ALL
+        .iter()
+        .filter_map(|m| {
+            std::fs::File::create(a.run_dir.join(format!("{}.hlog", m.name())))
+                .ok()
+                .map(BufWriter::new)
+        })
+        .collect();
+    let mut serializers: Vec<V2DeflateSerializer> =
+        files.iter().map(|_| V2DeflateSerializer::new()).collect();
+    let mut builder = IntervalLogWriterBuilder::new();
+    builder
+        .with_base_time(base)
+        .with_start_time(base)
+        .add_comment("loadgen latency log; values in microseconds");
+    let mut logs: Vec<_> = files
+        .iter_mut()
+        .zip(serializers.iter_mut())
+        .filter_map(|(f, s)| builder.begin_log_with(f, s).ok())
+        .collect();
+    let mut ticker =
+        tokio::time::interval_at(a.t0 + Duration::from_secs(1), Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut last_received, mut last_errors) = (0u64, 0u64);
+    let mut last_tick = a.t0;
+    let mut refused_in_a_row = 0u32;
+    let mut collector = IntervalCollector::new(&a.shards);
+    loop {
+        let stopping = tokio::select! {
+            _ = ticker.tick() => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        let now = Instant::now();
+        let interval = collector.collect(&a.shards);
+        gathered.totals.merge(interval);
+        if logs.len() == Metric::ALL.len() {
+            let start = last_tick.saturating_duration_since(a.t0);
+            let length = now.saturating_duration_since(last_tick);
+            for (log, metric) in logs.iter_mut().zip(Metric::ALL) {
+                let h = interval.get(metric);
+                if !h.is_empty() {
+                    let _ = log.write_histogram(h, start, length, None);
+                }
+            }
+        }
+        last_tick = now;
+        let counters = a.shards.counters();
+        let received = a.ctx.received.load(Ordering::Relaxed);
+        let client_rss = sysinfo::rss_bytes(None);
+        let server_rss = match a.server_pid {
+            Some(pid) => {
+                let rss = sysinfo::rss_bytes(Some(pid));
+                if rss.is_none() && !stopping {
+                    *a.target_failed
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) =
+                        Some("the bundled server exited".to_owned());
+                }
+                rss
+            }
+            None if a.remote => {
+                // A remote target is gone when it refuses connections three seconds running.
+                if client::tcp_connect(a.target_addr).await.is_ok() {
+                    refused_in_a_row = 0;
+                } else {
+                    refused_in_a_row += 1;
+                    if refused_in_a_row >= 3 && !stopping {
+                        *a.target_failed
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner) =
+                            Some(format!("{} refuses connections", a.target_addr));
+                    }
+                }
+                target::scrape(a.target_addr)
+                    .await
+                    .get("process_resident_memory_bytes")
+                    .and_then(|v| gauge_u64(*v))
+            }
+            None => None,
+        };
+        gathered.client_peak = gathered.client_peak.max(client_rss);
+        gathered.server_peak = gathered.server_peak.max(server_rss);
+        let p99 = |m: Metric| {
+            let h = interval.get(m);
+            (!h.is_empty()).then(|| h.value_at_quantile(0.99))
+        };
+        let row = Row {
+            t_s: now.saturating_duration_since(a.t0).as_secs_f64(),
+            connections_open: a.ctx.open.load(Ordering::Relaxed),
+            events_per_s: received - last_received,
+            errors: counters.errors() - last_errors,
+            client_rss_bytes: client_rss,
+            server_rss_bytes: server_rss,
+            delivery_p99_us: p99(Metric::Delivery),
+            ws_rtt_p99_us: p99(Metric::WsRtt),
+            connect_p99_us: p99(Metric::Connect),
+        };
+        last_received = received;
+        last_errors = counters.errors();
+        show_progress(
+            a.progress,
+            gathered.rows.len() + 1,
+            &row,
+            &gathered.totals,
+            counters.errors(),
+        );
+        gathered.rows.push(row);
+        if stopping {
+            break;
+        }
+    }
+    if a.progress == Progress::Live {
+        eprintln!();
+    }
+    drop(logs);
+    for f in &mut files {
+        let _ = f.flush();
+    }
+    gathered
+}
+
+fn show_progress(mode: Progress, second: usize, row: &Row, totals: &Histograms, errors: u64) {
+    let p99 = [Metric::Delivery, Metric::WsRtt, Metric::Connect]
+        .into_iter()
+        .map(|m| totals.get(m))
+        .find(|h| !h.is_empty())
+        .map_or("-".to_owned(), |h| {
+            format!("{:.2}ms", h.value_at_quantile(0.99) as f64 / 1000.0)
+        });
+    let line = format!(
+        "t={:>5.1}s open={} events/s={} errors={} p99={} rss={:.1}MiB",
+        row.t_s,
+        row.connections_open,
+        row.events_per_s,
+        errors,
+        p99,
+        row.client_rss_bytes.unwrap_or(0) as f64 / 1048576.0
+    );
+    match mode {
+        Progress::Quiet => {}
+        Progress::Live => eprint!("\r{line}   "),
+        Progress::Lines => {
+            // Every 5 s is enough for logs.
+            if second.is_multiple_of(5) {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
