@@ -5,7 +5,8 @@
 //!
 //! Two ways of taking the interval are compared on the same load: `swap` (what loadgen does:
 //! swap with a spare, merge outside the lock) and `allocate` (what it did before: allocate
-//! fresh histograms while holding the shard's lock). Prints, per way, how many calls were
+//! fresh histograms while holding the shard's lock); `none` runs the same load without a
+//! reporter, the floor set by scheduling alone. Prints, per way, how many calls were
 //! timed and the pause percentiles and maximum in µs. Not a criterion bench: the figure is a
 //! maximum, which criterion does not report.
 //!
@@ -30,6 +31,8 @@ const TICK: Duration = Duration::from_millis(100);
 
 #[derive(Clone, Copy)]
 enum Way {
+    /// No reporter at all: the noise floor (scheduling, timer) of the same load.
+    Idle,
     Swap,
     Allocate,
 }
@@ -47,6 +50,7 @@ fn reporter(shards: &Shards, way: Way, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(TICK);
         let interval = match way {
+            Way::Idle => continue,
             Way::Swap => collector.collect(shards).clone(),
             Way::Allocate => {
                 let mut merged = Histograms::default();
@@ -126,7 +130,11 @@ fn main() {
         "{:<9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8}",
         "way", "calls", "p50 us", "p99 us", "p99.9", "p99.99", "max us"
     );
-    for (name, way) in [("swap", Way::Swap), ("allocate", Way::Allocate)] {
+    for (name, way) in [
+        ("none", Way::Idle),
+        ("swap", Way::Swap),
+        ("allocate", Way::Allocate),
+    ] {
         let (calls, h) = measure(way);
         println!(
             "{name:<9} {calls:>9} {:>8} {:>8} {:>8} {:>9} {:>8}",
