@@ -5,6 +5,7 @@ pub(crate) mod client;
 pub mod compare;
 pub mod html;
 pub mod output;
+pub mod raw_samples;
 pub mod report;
 mod reporter;
 pub mod run;

@@ -100,6 +100,15 @@ struct RunArgs {
     /// No progress display.
     #[arg(long, short)]
     quiet: bool,
+    /// Also write one CSV row per measured message (connection, group, metric, seq, intended
+    /// and receive time, latency µs) to this file, to audit any figure.
+    #[arg(long, value_name = "FILE")]
+    raw_samples: Option<PathBuf>,
+    /// Most rows `--raw-samples` writes; later messages are counted, not written.
+    #[arg(long, value_name = "ROWS", requires = "raw_samples",
+          default_value_t = loadgen::raw_samples::DEFAULT_LIMIT,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    raw_samples_limit: u64,
 }
 
 fn main() -> ExitCode {
@@ -288,6 +297,12 @@ async fn run(args: RunArgs) -> i32 {
         progress: Progress::detect(args.quiet),
         command_line: std::env::args().collect(),
         cancel: Some(cancel_rx),
+        raw_samples: args
+            .raw_samples
+            .map(|path| loadgen::raw_samples::RawSamplesOptions {
+                path,
+                limit: args.raw_samples_limit,
+            }),
     };
     match loadgen::run(options).await {
         Ok(report) => {

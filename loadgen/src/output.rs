@@ -229,6 +229,11 @@ pub fn run_json(report: &Report, facts: &RunFacts) -> serde_json::Value {
         "exit_code": report.exit_code(),
         "failures": report.failures(),
         "warnings": report.warnings(),
+        "raw_samples": report.raw_samples.as_ref().map(|r| serde_json::json!({
+            "file": r.path.display().to_string(),
+            "rows": r.rows,
+            "not_written": r.not_written,
+        })),
         "thresholds": thresholds,
     })
 }

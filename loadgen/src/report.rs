@@ -152,6 +152,8 @@ pub struct Report {
     pub thresholds: Vec<ThresholdResult>,
     /// Up to five distinct connection errors seen.
     pub error_samples: Vec<String>,
+    /// `--raw-samples`: the file and how many rows it holds.
+    pub raw_samples: Option<crate::raw_samples::RawSamplesSummary>,
 }
 
 /// `send_lag.p99` above this (µs) flags the run: loadgen sent late, so every latency measured
@@ -385,6 +387,22 @@ impl Report {
         for warning in self.warnings() {
             let _ = writeln!(out, "WARNING: {warning}");
         }
+        if let Some(raw) = &self.raw_samples {
+            let _ = write!(
+                out,
+                "raw samples: {} rows in {}",
+                raw.rows,
+                raw.path.display()
+            );
+            if raw.not_written > 0 {
+                let _ = write!(
+                    out,
+                    " ({} more measured messages past --raw-samples-limit not written)",
+                    raw.not_written
+                );
+            }
+            let _ = writeln!(out);
+        }
         for t in &self.thresholds {
             let actual = t
                 .actual
@@ -410,5 +428,28 @@ fn fmt_value(rule: &Threshold, v: f64) -> String {
     match rule.subject {
         Subject::Latency { .. } => format!("{:.3}ms", v / 1000.0),
         Subject::Counter(_) => format!("{v}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The percentile definition (README, "What is measured"): pXX is HdrHistogram's value at
+    /// that percentile, the smallest recorded value (to 3 significant digits, reported as the
+    /// highest value equivalent to it) that XX% of the samples are at or below.
+    #[test]
+    fn p90_with_exactly_ten_percent_large_samples_is_the_small_value() {
+        let mut h = Histograms::default();
+        h.record_n(Metric::Delivery, 1_000, 900);
+        h.record_n(Metric::Delivery, 50_000, 100);
+        let stat = |s: &str| latency_stat(&h, "delivery", s).expect("samples");
+        let large = h.get(Metric::Delivery).highest_equivalent(50_000) as f64;
+        assert_eq!(stat("p50"), 1_000.0);
+        assert_eq!(stat("p90"), 1_000.0, "exactly 90% are at or below 1 ms");
+        assert_eq!(stat("p90.1"), large, "the 901st sample is large");
+        assert_eq!(stat("p99"), large);
+        assert_eq!(stat("max"), large);
+        assert_eq!(stat("min"), 1_000.0);
     }
 }

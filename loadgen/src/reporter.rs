@@ -19,6 +19,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::client::{self, Ctx};
+use crate::raw_samples::{RawSamplesSummary, RawWriter};
 use crate::report::Row;
 use crate::run::Progress;
 use crate::stats::{Histograms, IntervalCollector, Metric, Shards};
@@ -28,6 +29,8 @@ use crate::target;
 /// What the reporter hands back at the end.
 #[derive(Debug, Default)]
 pub(crate) struct Gathered {
+    /// `--raw-samples`: the file written, or why it could not be.
+    pub(crate) raw: Option<std::io::Result<RawSamplesSummary>>,
     pub(crate) totals: Histograms,
     pub(crate) rows: Vec<Row>,
     pub(crate) client_peak: Option<u64>,
@@ -106,11 +109,13 @@ pub(crate) struct ReporterArgs {
     pub(crate) remote: bool,
     pub(crate) progress: Progress,
     pub(crate) target_failed: Arc<Mutex<Option<String>>>,
+    /// `--raw-samples`: where the shards' raw rows go.
+    pub(crate) raw: Option<RawWriter>,
 }
 
 /// Once a second: merges the shards' interval histograms, writes them to the `.hlog`s,
 /// samples memory, appends a time-series row, shows progress, watches the target.
-async fn reporter(a: ReporterArgs, mut stop: watch::Receiver<bool>) -> Gathered {
+async fn reporter(mut a: ReporterArgs, mut stop: watch::Receiver<bool>) -> Gathered {
     let mut gathered = Gathered::default();
     let base = SystemTime::now();
     let mut files: Vec<BufWriter<std::fs::File>> = Metric::ALL
@@ -140,6 +145,8 @@ async fn reporter(a: ReporterArgs, mut stop: watch::Receiver<bool>) -> Gathered 
     let mut last_tick = a.t0;
     let mut refused_in_a_row = 0u32;
     let mut collector = IntervalCollector::new(&a.shards);
+    let mut raw = a.raw.take();
+    let mut raw_error = None;
     loop {
         let stopping = tokio::select! {
             _ = ticker.tick() => false,
@@ -147,6 +154,12 @@ async fn reporter(a: ReporterArgs, mut stop: watch::Receiver<bool>) -> Gathered 
         };
         let now = Instant::now();
         let interval = collector.collect(&a.shards);
+        if let Some(writer) = &mut raw
+            && let Err(e) = writer.drain(&a.shards)
+        {
+            raw_error = Some(e);
+            raw = None;
+        }
         gathered.totals.merge(interval);
         if logs.len() == Metric::ALL.len() {
             let start = last_tick.saturating_duration_since(a.t0);
@@ -231,6 +244,11 @@ async fn reporter(a: ReporterArgs, mut stop: watch::Receiver<bool>) -> Gathered 
     for f in &mut files {
         let _ = f.flush();
     }
+    gathered.raw = match (raw, raw_error, a.ctx.raw.as_ref()) {
+        (_, Some(e), _) => Some(Err(e)),
+        (Some(writer), None, Some(budget)) => Some(writer.finish(budget)),
+        _ => None,
+    };
     gathered
 }
 

@@ -18,6 +18,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::client::{self, Ctx, GroupRun, RunCtx, Signals};
 use crate::output::{self, RunFacts};
+use crate::raw_samples::{RawSamplesOptions, RawWriter};
 use crate::report::{self, Cpu, Memory, Outcome, Report};
 use crate::reporter::{self, gauge_u64};
 use crate::scenario::{Arrival, Expect, Protocol, Scenario};
@@ -73,6 +74,8 @@ pub struct RunOptions {
     pub command_line: Vec<String>,
     /// Raised to stop the run early (Ctrl-C); results are still written.
     pub cancel: Option<watch::Receiver<bool>>,
+    /// `--raw-samples`: one CSV row per measured message, up to a limit.
+    pub raw_samples: Option<RawSamplesOptions>,
 }
 
 /// A run that could not start or whose results could not be written.
@@ -138,6 +141,20 @@ fn arrival_offset(arrival: Arrival, i: u32, count: u32) -> Duration {
 pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
     let scenario = opts.scenario;
     sysinfo::raise_fd_limit(descriptors_needed(&scenario))?;
+    // Checked before anything starts: a raw-samples file that cannot be written is an error.
+    let raw_writer = match &opts.raw_samples {
+        Some(raw) => Some(
+            RawWriter::create(
+                &raw.path,
+                scenario.clients.iter().map(|g| g.name.clone()).collect(),
+            )
+            .map_err(|source| RunError::Output {
+                path: raw.path.clone(),
+                source,
+            })?,
+        ),
+        None => None,
+    };
     let target_addr = opts.target.or(scenario.target);
     let target = match target_addr {
         Some(addr) => {
@@ -202,6 +219,7 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
             &signals,
             (scenario.clients.len(), scenario.publishers.len()),
             scenario.run.warmup,
+            opts.raw_samples.as_ref().map(|r| r.limit),
         )
         .map_err(|e| TargetError::Start(format!("cannot start the send timer thread: {e}")))?,
     );
@@ -231,6 +249,7 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
                     Arc::clone(&run),
                     shard,
                     start_at,
+                    conn_index as u64,
                 )),
                 Protocol::Ws => tasks.spawn(client::ws::run(
                     Arc::clone(&ctx),
@@ -254,6 +273,7 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
 
     let target_failed: Arc<Mutex<Option<String>>> = Arc::default();
     let reporter = reporter::Reporter::start(reporter::ReporterArgs {
+        raw: raw_writer,
         ctx: Arc::clone(&ctx),
         shards: shards.clone(),
         run_dir: run_dir.clone(),
@@ -371,6 +391,16 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
     let server_after = target::scrape(target.addr).await;
     target.stop().await;
 
+    let raw_samples = match (gathered.raw, &opts.raw_samples) {
+        (Some(Err(source)), Some(raw)) => {
+            return Err(RunError::Output {
+                path: raw.path.clone(),
+                source,
+            });
+        }
+        (Some(Ok(summary)), _) => Some(summary),
+        _ => None,
+    };
     memory.client_peak = gathered.client_peak;
     memory.server_peak = gathered.server_peak;
     let counters = shards.counters();
@@ -389,6 +419,7 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
         cpu,
         timeseries: gathered.rows,
         thresholds,
+        raw_samples,
         error_samples: ctx
             .error_samples
             .lock()

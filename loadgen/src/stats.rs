@@ -259,6 +259,8 @@ pub struct ShardData {
     pub interval: Histograms,
     /// Counters since the start of the run.
     pub counters: Counters,
+    /// Raw samples since the last tick (`--raw-samples` only; empty otherwise).
+    pub raw: Vec<crate::raw_samples::RawSample>,
 }
 
 /// A recording shard shared by a subset of connections.

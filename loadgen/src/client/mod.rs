@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::raw_samples::{RawBudget, RawSample};
 use crate::scenario::{ClientGroup, Expect, Latency, StampSpec};
 use crate::stats::{Counters, Metric, Shard};
 use crate::tracker::SeqTracker;
@@ -94,6 +95,8 @@ pub(crate) struct RunCtx {
     pub(crate) received: AtomicU64,
     /// A few distinct connection errors, for the verdict.
     pub(crate) error_samples: Mutex<Vec<String>>,
+    /// `--raw-samples`: rows admitted against the limit; `None` when not asked for.
+    pub(crate) raw: Option<RawBudget>,
 }
 
 impl RunCtx {
@@ -107,6 +110,7 @@ impl RunCtx {
         signals: &Signals,
         shape: (usize, usize),
         warmup: Duration,
+        raw_limit: Option<u64>,
     ) -> io::Result<Self> {
         let (groups, publishers) = shape;
         Ok(Self {
@@ -125,6 +129,7 @@ impl RunCtx {
             group_sent: (0..groups).map(|_| AtomicU64::new(0)).collect(),
             received: AtomicU64::new(0),
             error_samples: Mutex::new(Vec::new()),
+            raw: raw_limit.map(RawBudget::new),
         })
     }
 
@@ -174,10 +179,21 @@ impl RunCtx {
     /// sample, and the first-event and reconnect latencies when they apply.
     pub(crate) fn account(&self, shard: &Shard, m: &Received) {
         let measuring = self.in_window(m.intended_us);
+        let raw = measuring && self.raw.as_ref().is_some_and(RawBudget::admit);
         self.received.fetch_add(1, Ordering::Relaxed);
         shard.with(|d| {
             d.counters.messages_received += 1;
             d.counters.bytes_received += m.bytes;
+            if raw {
+                d.raw.push(RawSample {
+                    conn: m.conn,
+                    group: m.group,
+                    metric: m.latency,
+                    seq: m.seq,
+                    intended_us: m.intended_us,
+                    received_us: m.received_us,
+                });
+            }
             if measuring {
                 d.interval.record(m.latency, m.latency_us);
                 if let Some(us) = m.reconnect_us {
@@ -204,6 +220,8 @@ impl RunCtx {
 /// What one connection tracks across its reconnects, for loss and latency accounting.
 #[derive(Debug)]
 pub(crate) struct Track {
+    /// This connection's index over the whole run.
+    pub(crate) conn: u64,
     /// Sequence accounting of the measured messages.
     pub(crate) tracker: SeqTracker,
     /// Start of the current connection attempt.
@@ -218,8 +236,10 @@ pub(crate) struct Track {
 }
 
 impl Track {
-    pub(crate) fn new() -> Self {
+    /// State of connection `conn` (its index over the whole run).
+    pub(crate) fn new(conn: u64) -> Self {
         Self {
+            conn,
             tracker: SeqTracker::new(1),
             attempt_at: Instant::now(),
             dropped_at: None,
@@ -242,11 +262,13 @@ impl Track {
         &mut self,
         ctx: &RunCtx,
         shard: &Shard,
-        spec: &ClientGroup,
+        group: &GroupRun,
         stamp: wire::Stamp,
         bytes: u64,
         now_us: u64,
     ) {
+        let spec = &group.spec;
+        let group_index = u32::try_from(group.index).unwrap_or(u32::MAX);
         if matches!(
             spec.expect,
             Expect::Echo | Expect::Publisher(_) | Expect::Stream
@@ -256,6 +278,10 @@ impl Track {
         let first_event_us = (!self.got_first).then(|| elapsed_us(self.attempt_at));
         self.got_first = true;
         let received = Received {
+            conn: self.conn,
+            group: group_index,
+            seq: stamp.seq,
+            received_us: now_us,
             latency: match spec.latency {
                 Latency::Delivery => Metric::Delivery,
                 Latency::Rtt => Metric::WsRtt,
@@ -306,6 +332,14 @@ pub(crate) fn elapsed_us(since: Instant) -> u64 {
 /// One measured message as seen by a connection.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Received {
+    /// Connection index over the run.
+    pub(crate) conn: u64,
+    /// Client group index.
+    pub(crate) group: u32,
+    /// The message's `seq`.
+    pub(crate) seq: u64,
+    /// Receive time, Unix µs.
+    pub(crate) received_us: u64,
     /// `delivery` or `ws_rtt`.
     pub(crate) latency: Metric,
     /// Receive time minus the stamp, µs.

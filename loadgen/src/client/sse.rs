@@ -61,15 +61,21 @@ struct Conn {
     sender: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
 
-/// Runs one SSE connection from `start_at` until the run stops.
-pub(crate) async fn run(ctx: Ctx, group: Arc<GroupRun>, shard: Shard, start_at: Instant) {
+/// Runs SSE connection `conn` (its index over the run) from `start_at` until the run stops.
+pub(crate) async fn run(
+    ctx: Ctx,
+    group: Arc<GroupRun>,
+    shard: Shard,
+    start_at: Instant,
+    conn: u64,
+) {
     sleep_until(start_at).await;
     let hold_until = group.spec.hold.map(|h| Instant::now() + h);
     let mut conn = Conn {
         ctx,
         group,
         shard,
-        track: super::Track::new(),
+        track: super::Track::new(conn),
         parser: Parser::new(),
         user_id: None,
         posted: Arc::default(),
@@ -312,7 +318,7 @@ impl Conn {
         };
         let bytes = data.len() as u64;
         self.track
-            .measured(&self.ctx, &self.shard, spec, stamp, bytes, now_us);
+            .measured(&self.ctx, &self.shard, &self.group, stamp, bytes, now_us);
     }
 
     /// Final accounting when the connection is done for good.

@@ -76,7 +76,7 @@ pub(crate) async fn run(ctx: Ctx, group: Arc<GroupRun>, shard: Shard, start_at: 
         ctx,
         group,
         shard,
-        track: super::Track::new(),
+        track: super::Track::new(id - 1),
         id,
     };
     let mut stop = conn.ctx.stop.clone();
@@ -228,7 +228,7 @@ impl Conn {
         let now_us = self.ctx.clock.now_us();
         let bytes = text.len() as u64;
         self.track
-            .measured(&self.ctx, &self.shard, spec, stamp, bytes, now_us);
+            .measured(&self.ctx, &self.shard, &self.group, stamp, bytes, now_us);
     }
 
     fn finish(&mut self) {

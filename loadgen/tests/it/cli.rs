@@ -52,6 +52,15 @@ fn usage_errors_are_exit_code_2() {
         &["run", good, "--duration", "soon"][..],
         &["run", good, "--max-clients", "0"][..],
         &["run", good, "--target", "http://example.com:80"][..],
+        &["run", good, "--raw-samples-limit", "5"][..],
+        &[
+            "run",
+            good,
+            "--raw-samples",
+            "raw.csv",
+            "--raw-samples-limit",
+            "0",
+        ][..],
         &["frobnicate"][..],
     ] {
         let out = loadgen(args);

@@ -48,6 +48,7 @@ pub(crate) fn options(scenario: Scenario, target: Option<SocketAddr>, out: &Path
         progress: Progress::Quiet,
         command_line: vec!["test".to_owned()],
         cancel: None,
+        raw_samples: None,
     }
 }
 
