@@ -110,13 +110,19 @@ impl RawWriter {
     ///
     /// # Errors
     /// The file cannot be created or written.
-    pub(crate) fn create(path: &Path, groups: Vec<String>) -> std::io::Result<Self> {
+    pub(crate) fn create<'a>(
+        path: &Path,
+        groups: impl IntoIterator<Item = &'a str>,
+    ) -> std::io::Result<Self> {
         let mut out = BufWriter::new(File::create(path)?);
         writeln!(out, "{HEADER}")?;
         Ok(Self {
             path: path.to_owned(),
             out,
-            groups: groups.iter().map(|g| csv_field(g).into_owned()).collect(),
+            groups: groups
+                .into_iter()
+                .map(|g| csv_field(g).into_owned())
+                .collect(),
             spare: Vec::new(),
             rows: 0,
         })

@@ -144,14 +144,11 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
     // Checked before anything starts: a raw-samples file that cannot be written is an error.
     let raw_writer = match &opts.raw_samples {
         Some(raw) => Some(
-            RawWriter::create(
-                &raw.path,
-                scenario.clients.iter().map(|g| g.name.clone()).collect(),
-            )
-            .map_err(|source| RunError::Output {
-                path: raw.path.clone(),
-                source,
-            })?,
+            RawWriter::create(&raw.path, scenario.clients.iter().map(|g| g.name.as_str()))
+                .map_err(|source| RunError::Output {
+                    path: raw.path.clone(),
+                    source,
+                })?,
         ),
         None => None,
     };
