@@ -10,6 +10,7 @@ mod app;
 pub mod cli;
 pub mod config;
 mod http;
+pub mod injection;
 pub mod limits;
 pub mod metrics;
 mod serve;

@@ -8,6 +8,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::injection::Truth;
+
 /// The realtime patterns the server implements, each with its own counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scenario {
@@ -248,11 +250,19 @@ impl ScenarioMetrics {
     }
 }
 
+/// Scenarios that support delay injection (and so record a truth histogram).
+pub const TRUTH_SCENARIOS: [Scenario; 2] = [Scenario::Counter, Scenario::WsEcho];
+
+/// Quantiles of `rt_truth_us` in `/metrics` (1 is the maximum).
+pub const TRUTH_QUANTILES: [f64; 5] = [0.5, 0.9, 0.99, 0.999, 1.0];
+
 /// All server counters.
 #[derive(Debug)]
 pub struct Metrics {
     scenarios: Vec<Arc<ScenarioMetrics>>,
     rejected: [AtomicU64; RejectReason::ALL.len()],
+    /// One per [`TRUTH_SCENARIOS`] entry.
+    truth: [Arc<Truth>; TRUTH_SCENARIOS.len()],
 }
 
 impl Default for Metrics {
@@ -263,6 +273,7 @@ impl Default for Metrics {
                 .map(|s| Arc::new(ScenarioMetrics::new(*s)))
                 .collect(),
             rejected: Default::default(),
+            truth: Default::default(),
         }
     }
 }
@@ -276,6 +287,15 @@ impl Metrics {
             .position(|s| *s == scenario)
             .unwrap_or(0);
         Arc::clone(&self.scenarios[i])
+    }
+
+    /// The truth histogram of a delay-injection scenario (counter, WS echo).
+    #[must_use]
+    pub fn truth(&self, scenario: Scenario) -> Option<Arc<Truth>> {
+        TRUTH_SCENARIOS
+            .iter()
+            .position(|s| *s == scenario)
+            .map(|i| Arc::clone(&self.truth[i]))
     }
 
     /// Counts a refused request.
@@ -326,6 +346,37 @@ impl Metrics {
             "scenarios": scenarios,
         })
         .to_string()
+    }
+
+    /// `rt_truth_us`: what the server did on delay-injection connections, as a summary
+    /// (quantiles only once there are samples).
+    fn render_truth(&self, out: &mut String) {
+        let name = "rt_truth_us";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Delay-injection connections: counter write time minus intended time, WS echo write minus receipt (microseconds).\n# TYPE {name} summary"
+        );
+        for (scenario, truth) in TRUTH_SCENARIOS.iter().zip(&self.truth) {
+            let h = truth.snapshot();
+            let labels = format!(
+                "scenario=\"{}\",protocol=\"{}\"",
+                scenario.name(),
+                scenario.protocol()
+            );
+            if !h.is_empty() {
+                for q in TRUTH_QUANTILES {
+                    let v = if q >= 1.0 {
+                        h.max()
+                    } else {
+                        h.value_at_quantile(q)
+                    };
+                    let _ = writeln!(out, "{name}{{{labels},quantile=\"{q}\"}} {v}");
+                }
+            }
+            let sum = h.mean() * h.len() as f64;
+            let _ = writeln!(out, "{name}_sum{{{labels}}} {sum:.0}");
+            let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.len());
+        }
     }
 
     /// Renders the Prometheus text exposition format (version 0.0.4).
@@ -418,6 +469,7 @@ impl Metrics {
             let v = self.rejected[i].load(Relaxed);
             let _ = writeln!(out, "{name}{{reason=\"{}\"}} {v}", reason.name());
         }
+        self.render_truth(&mut out);
         let _ = writeln!(
             out,
             "# HELP rt_connections_limit Server-wide limit of streaming connections.\n\

@@ -12,6 +12,7 @@ use super::common::{
     reject, state,
 };
 use crate::app::AppState;
+use crate::injection::Injection;
 use crate::metrics::Scenario;
 use crate::sse::chat::PostError;
 use crate::sse::counter::Counter;
@@ -35,13 +36,14 @@ fn body_error(app: &AppState, res: &mut Response, e: &BodyError) {
     reject(app, res, e.status, &e.message);
 }
 
-/// `GET /sse/counter?interval_ms=N`: ticks; resumes after `Last-Event-ID`.
+/// `GET /sse/counter?interval_ms=N[&delay_every=K&delay_ms=D]`: ticks; resumes after
+/// `Last-Event-ID`; optionally every K-th event D ms late (see [`crate::injection`]).
 #[handler]
 pub(crate) async fn counter(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     let app = state(depot);
     let parsed = query_in_range(req, "interval_ms", 1, MAX_INTERVAL_MS)
-        .and_then(|i| Ok((i, last_event_id(req)?)));
-    let (interval_ms, last) = match parsed {
+        .and_then(|i| Ok((i, last_event_id(req)?, Injection::from_request(req)?)));
+    let (interval_ms, last, injection) = match parsed {
         Ok(v) => v,
         Err(msg) => return bad_request(&app, res, &msg),
     };
@@ -50,13 +52,11 @@ pub(crate) async fn counter(req: &mut Request, depot: &mut Depot, res: &mut Resp
         return;
     };
     let first = last.map_or(1, |l| l.saturating_add(1));
-    respond(
-        res,
-        &settings(&app),
-        guard,
-        Initial::default(),
-        Counter::new(interval, first),
-    );
+    let mut ticks = Counter::new(interval, first);
+    if let (Some(injection), Some(truth)) = (injection, app.metrics.truth(Scenario::Counter)) {
+        ticks = ticks.with_injection(injection, truth);
+    }
+    respond(res, &settings(&app), guard, Initial::default(), ticks);
 }
 
 /// `GET /sse/stocks?symbols=N&rate=R`: `price` events, R per second over N symbols.

@@ -7,8 +7,9 @@ use salvo::websocket::{Message, WebSocketUpgrade};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::common::{BodyError, accepted, admit, body_object, reject, state};
+use super::common::{BodyError, accepted, admit, bad_request, body_object, reject, state};
 use crate::app::AppState;
+use crate::injection::Injection;
 use crate::metrics::{CloseReason, Scenario};
 use crate::ws::chat::Chat;
 use crate::ws::echo::Echo;
@@ -79,11 +80,20 @@ async fn upgrade<S, F>(
     }
 }
 
-/// `GET /ws/echo`: echoes text and binary messages.
+/// `GET /ws/echo[?delay_every=K&delay_ms=D]`: echoes text and binary messages; optionally
+/// holds every K-th echo D ms (see [`crate::injection`]).
 #[handler]
 pub(crate) async fn echo(req: &mut Request, depot: &mut Depot, res: &mut Response) {
-    upgrade(req, depot, res, Scenario::WsEcho, |_| {
-        (Echo, None, Vec::new())
+    let injection = match Injection::from_request(req) {
+        Ok(i) => i,
+        Err(msg) => return bad_request(&state(depot), res, &msg),
+    };
+    upgrade(req, depot, res, Scenario::WsEcho, move |app| {
+        let behaviour = match (injection, app.metrics.truth(Scenario::WsEcho)) {
+            (Some(injection), Some(truth)) => Echo::with_injection(injection, truth),
+            _ => Echo::default(),
+        };
+        (behaviour, None, Vec::new())
     })
     .await;
 }

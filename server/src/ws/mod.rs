@@ -34,6 +34,13 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 pub(crate) trait WsScenario: Send + 'static {
     /// Handles a text message; returns messages to send back to this client.
     fn on_text(&mut self, text: &str) -> Vec<Message>;
+    /// How long to hold the replies to the message just handled (delay injection); none by
+    /// default. The session holds them, so this connection's later messages wait too.
+    fn hold(&mut self) -> Duration {
+        Duration::ZERO
+    }
+    /// Called once the replies to a message are written: `took` is receipt to last write.
+    fn replied(&mut self, _took: Duration) {}
     /// Handles a binary message; by default binary messages are refused with an error reply.
     fn on_binary(&mut self, _data: &[u8]) -> Vec<Message> {
         vec![error_reply(
@@ -89,18 +96,24 @@ pub(crate) async fn run_session<S: WsScenario>(
                     Some(Ok(msg)) if msg.is_close() => break,
                     Some(Ok(msg)) if msg.is_ping() || msg.is_pong() => {}
                     Some(Ok(msg)) => {
+                        let received_at = Instant::now();
                         guard.metrics().received(msg.as_bytes().len());
                         let replies = if msg.is_text() {
                             scenario.on_text(msg.as_str().unwrap_or_default())
                         } else {
                             scenario.on_binary(msg.as_bytes())
                         };
+                        let hold = scenario.hold();
+                        if !hold.is_zero() {
+                            tokio::time::sleep(hold).await;
+                        }
                         for reply in replies {
                             if !send(&mut ws, &guard, reply).await {
                                 guard.set_reason(CloseReason::Error);
                                 return;
                             }
                         }
+                        scenario.replied(received_at.elapsed());
                     }
                 }
             }

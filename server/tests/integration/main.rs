@@ -3,6 +3,7 @@
 
 mod browser;
 mod cli;
+mod injection;
 mod limits;
 mod metrics_exact;
 mod pages;
