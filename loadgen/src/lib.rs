@@ -1,6 +1,7 @@
 //! loadgen: scenario-driven SSE and WebSocket load with HDR latency histograms, loss
 //! accounting, memory of both sides, CSV outputs and pass/fail thresholds.
 
+pub mod calibrate;
 pub(crate) mod client;
 pub mod compare;
 pub mod html;

@@ -43,11 +43,42 @@ enum Command {
     /// Defaults: latency percentiles +15%, throughput -10%, memory per connection +10%, any
     /// increase of gaps, duplicates, lost, errors; changes under the noise floors pass.
     Compare(CompareArgs),
+    /// Measure loadgen's own timing error: runs against the bundled server with delay
+    /// injection and prints loadgen's percentiles minus the server's recorded truth (exit 1
+    /// when outside the goals: p50/p90/p99 within 0.2 ms, max within 1 ms).
+    Calibrate(CalibrateArgs),
     /// Run the bundled target server (what `run` starts when the scenario names no target).
     Serve {
         #[command(flatten)]
         args: server::cli::ServeArgs,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct CalibrateArgs {
+    /// Measured phase of each of the two runs.
+    #[arg(long, default_value = "10s", value_parser = duration_arg)]
+    duration: std::time::Duration,
+    /// Connections in each run.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    connections: u32,
+    /// SSE counter tick interval; also the WS send period (whole milliseconds).
+    #[arg(long, default_value = "20ms", value_parser = duration_arg)]
+    interval: std::time::Duration,
+    /// Every K-th message is held (SSE event written late, WS echo held).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    delay_every: u64,
+    /// How long a held message is held (whole milliseconds, shorter than --interval).
+    #[arg(long, default_value = "5ms", value_parser = duration_arg)]
+    delay: std::time::Duration,
+    /// Where the two run directories go (default: results/runs/calibrate-<UTC time>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// clap parser for a duration such as `500ms` or `10s`.
+fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    units_parse_duration(text)
 }
 
 #[derive(Debug, clap::Args)]
@@ -157,9 +188,47 @@ fn main() -> ExitCode {
             Command::Compare(args) => compare(&args),
             Command::Serve { args } => serve(args).await,
             Command::Run(args) => run(args).await,
+            Command::Calibrate(args) => calibrate(args).await,
         }
     });
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Exit 0 within the goals, 1 outside them or when a run fails, 2 for bad settings.
+async fn calibrate(args: CalibrateArgs) -> i32 {
+    let Ok(server_exe) = std::env::current_exe() else {
+        eprintln!("error: cannot find loadgen's own executable to start the server with");
+        return 1;
+    };
+    let out = args.out.unwrap_or_else(|| {
+        PathBuf::from("results/runs").join(format!(
+            "calibrate-{}",
+            loadgen::output::compact_time(wire::now_unix_us())
+        ))
+    });
+    let options = loadgen::calibrate::CalibrateOptions {
+        duration: args.duration,
+        connections: args.connections,
+        interval: args.interval,
+        delay_every: args.delay_every,
+        delay: args.delay,
+        out,
+        server_exe,
+    };
+    match loadgen::calibrate::calibrate(options).await {
+        Ok(c) => {
+            print!("{}", c.table());
+            i32::from(!c.within_goal())
+        }
+        Err(loadgen::calibrate::CalibrateError::Invalid(m)) => {
+            eprintln!("error: {m}");
+            2
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
 }
 
 /// Exit 0 without regression, 1 with one, 2 when the runs cannot be compared.

@@ -62,6 +62,8 @@ fn usage_errors_are_exit_code_2() {
             "0",
         ][..],
         &["frobnicate"][..],
+        &["calibrate", "--interval", "5ms", "--delay", "5ms"][..],
+        &["calibrate", "--connections", "0"][..],
     ] {
         let out = loadgen(args);
         assert_eq!(

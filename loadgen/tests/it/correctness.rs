@@ -647,3 +647,44 @@ expect = "publisher:ws"
     assert_eq!(report.exit_code(), 0, "{:?}", report.failures());
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn calibrate_compares_the_same_messages_the_server_timed() {
+    let dir = support::temp_dir("calibrate");
+    let options = loadgen::calibrate::CalibrateOptions {
+        duration: Duration::from_secs(1),
+        connections: 4,
+        interval: Duration::from_millis(10),
+        delay_every: 20,
+        delay: Duration::from_millis(3),
+        out: dir.clone(),
+        server_exe: support::loadgen_exe(),
+    };
+    let c = loadgen::calibrate::calibrate(options)
+        .await
+        .expect("calibrates");
+    let [sse, ws] = &c.comparisons[..] else {
+        panic!("two comparisons: {c:?}");
+    };
+    assert_eq!(sse.metric, loadgen::stats::Metric::Delivery);
+    // 4 streams of exactly 1 s / 10 ms = 100 events each, every one timed by both sides.
+    assert_eq!((sse.loadgen_count, sse.truth_count), (400, 400));
+    assert_eq!(ws.metric, loadgen::stats::Metric::WsRtt);
+    assert!(
+        ws.loadgen_count > 0 && ws.truth_count >= ws.loadgen_count,
+        "{ws:?}"
+    );
+    for comparison in [sse, ws] {
+        let stats: Vec<&str> = comparison.stats.iter().map(|(s, _, _)| *s).collect();
+        assert_eq!(stats, ["p50", "p90", "p99", "max"]);
+        for (stat, mine, truth) in &comparison.stats {
+            let (mine, truth) = (mine.expect("loadgen figure"), truth.expect("truth"));
+            // The held messages (5%) were held 3 ms: the max of both sides is at least that.
+            if *stat == "max" {
+                assert!(mine >= 3_000.0 && truth >= 3_000.0, "{comparison:?}");
+            }
+        }
+    }
+    let table = c.table();
+    assert!(table.contains("delivery") && table.contains("ws_rtt") && table.contains("verdict"));
+}

@@ -21,6 +21,9 @@ use crate::sse::replay::ReplayHub;
 use crate::sse::stocks::Stocks;
 use crate::sse::{Initial, StreamSettings, respond};
 
+/// Most events `?count=` may ask for.
+const MAX_COUNT: u64 = 1_000_000_000;
+
 /// Longest accepted tick interval for `?interval_ms=`: one hour.
 const MAX_INTERVAL_MS: u64 = 3_600_000;
 
@@ -36,14 +39,16 @@ fn body_error(app: &AppState, res: &mut Response, e: &BodyError) {
     reject(app, res, e.status, &e.message);
 }
 
-/// `GET /sse/counter?interval_ms=N[&delay_every=K&delay_ms=D]`: ticks; resumes after
-/// `Last-Event-ID`; optionally every K-th event D ms late (see [`crate::injection`]).
+/// `GET /sse/counter?interval_ms=N[&count=C][&delay_every=K&delay_ms=D]`: ticks; resumes
+/// after `Last-Event-ID`; optionally ends after C events, and writes every K-th event D ms
+/// late (see [`crate::injection`]).
 #[handler]
 pub(crate) async fn counter(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     let app = state(depot);
     let parsed = query_in_range(req, "interval_ms", 1, MAX_INTERVAL_MS)
-        .and_then(|i| Ok((i, last_event_id(req)?, Injection::from_request(req)?)));
-    let (interval_ms, last, injection) = match parsed {
+        .and_then(|i| Ok((i, last_event_id(req)?, Injection::from_request(req)?)))
+        .and_then(|p| Ok((p, query_in_range(req, "count", 1, MAX_COUNT)?)));
+    let ((interval_ms, last, injection), count) = match parsed {
         Ok(v) => v,
         Err(msg) => return bad_request(&app, res, &msg),
     };
@@ -55,6 +60,9 @@ pub(crate) async fn counter(req: &mut Request, depot: &mut Depot, res: &mut Resp
     let mut ticks = Counter::new(interval, first);
     if let (Some(injection), Some(truth)) = (injection, app.metrics.truth(Scenario::Counter)) {
         ticks = ticks.with_injection(injection, truth);
+    }
+    if let Some(count) = count {
+        ticks = ticks.with_count(count);
     }
     respond(res, &settings(&app), guard, Initial::default(), ticks);
 }

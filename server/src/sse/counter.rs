@@ -27,6 +27,8 @@ pub(crate) struct Counter {
     first_seq: u64,
     next_seq: u64,
     injection: Option<(Injection, Arc<Truth>)>,
+    /// Events left before the stream ends (`?count=`); `None`: endless.
+    remaining: Option<u64>,
     /// An event held by injection: due time, bytes, intended time (Unix µs). Kept here so
     /// `next_event` stays cancel-safe while it waits.
     held: Option<(Instant, Bytes, u64)>,
@@ -46,8 +48,15 @@ impl Counter {
             first_seq,
             next_seq: first_seq,
             injection: None,
+            remaining: None,
             held: None,
         }
+    }
+
+    /// Ends the stream after `count` events.
+    pub(crate) fn with_count(mut self, count: u64) -> Self {
+        self.remaining = Some(count);
+        self
     }
 
     /// Holds every K-th event as `injection` says and records the truth.
@@ -60,7 +69,11 @@ impl Counter {
 impl EventSource for Counter {
     async fn next_event(&mut self) -> Option<Bytes> {
         if self.held.is_none() {
+            if self.remaining == Some(0) {
+                return None;
+            }
             self.ticker.tick().await;
+            self.remaining = self.remaining.map(|r| r - 1);
             let seq = self.next_seq;
             // Saturates: a client may resume from any id, even u64::MAX.
             self.next_seq = self.next_seq.saturating_add(1);

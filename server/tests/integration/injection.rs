@@ -43,6 +43,21 @@ async fn counter_holds_every_kth_event_and_records_what_it_did() {
 }
 
 #[tokio::test]
+async fn counter_ends_after_count_events() {
+    let server = support::start(support::config()).await;
+    let mut client =
+        SseClient::connect(server.local_addr(), "/sse/counter?interval_ms=1&count=3").await;
+    for k in 1..=3u64 {
+        let event = client.next().await;
+        assert_eq!(wire::Stamp::decode(&event.data).map(|s| s.seq), Ok(k));
+    }
+    assert!(
+        client.drain_to_end().await.is_empty(),
+        "the stream ends after 3 events"
+    );
+}
+
+#[tokio::test]
 async fn echo_holds_every_kth_reply_and_records_what_it_did() {
     let server = support::start(support::config()).await;
     let addr = server.local_addr();
