@@ -24,6 +24,23 @@ count = 1
     )
 }
 
+/// Options for one SSE client on `path` of `addr` that expects one stream and never
+/// reconnects, measuring for `duration`; writes into a fresh temp dir named `name`.
+fn one_stream(
+    addr: std::net::SocketAddr,
+    name: &str,
+    path: &str,
+    duration: &str,
+) -> loadgen::RunOptions {
+    let dir = support::temp_dir(name);
+    let scenario = support::scenario(&one_client(
+        path,
+        "expect = \"stream\"\nreconnect = false",
+        duration,
+    ));
+    support::options(scenario, Some(addr), &dir)
+}
+
 fn not_found_elsewhere(path: &'static str, inner: Handler) -> Handler {
     Arc::new(move |seen, stream| {
         if seen.path.starts_with(path) {
@@ -57,13 +74,7 @@ async fn a_lossy_duplicating_server_yields_exact_gap_and_duplicate_counts() {
         }),
     );
     let (addr, _) = fake_server(handler).await;
-    let dir = support::temp_dir("lossy");
-    let scenario = support::scenario(&one_client(
-        "/lossy",
-        "expect = \"stream\"\nreconnect = false",
-        "500ms",
-    ));
-    let report = loadgen::run(support::options(scenario, Some(addr), &dir))
+    let report = loadgen::run(one_stream(addr, "lossy", "/lossy", "500ms"))
         .await
         .expect("runs");
     let c = report.counters;
@@ -106,14 +117,8 @@ async fn a_known_delayed_fraction_is_in_every_raw_sample_and_at_the_right_percen
         }),
     );
     let (addr, _) = fake_server(handler).await;
-    let dir = support::temp_dir("delay");
-    let scenario = support::scenario(&one_client(
-        "/delay",
-        "expect = \"stream\"\nreconnect = false",
-        "2500ms",
-    ));
-    let mut options = support::options(scenario, Some(addr), &dir);
-    let raw_path = dir.join("raw.csv");
+    let mut options = one_stream(addr, "delay", "/delay", "2500ms");
+    let raw_path = options.results_root.join("raw.csv");
     options.raw_samples = Some(loadgen::raw_samples::RawSamplesOptions {
         path: raw_path.clone(),
         limit: 1_000_000,
@@ -172,21 +177,16 @@ async fn raw_samples_stop_at_the_limit_and_count_the_rest() {
         }),
     );
     let (addr, _) = fake_server(handler).await;
-    let dir = support::temp_dir("rawlimit");
-    let scenario = support::scenario(&one_client(
-        "/burst",
-        "expect = \"stream\"\nreconnect = false",
-        "300ms",
-    ));
-    let mut options = support::options(scenario, Some(addr), &dir);
+    let mut options = one_stream(addr, "rawlimit", "/burst", "300ms");
+    let raw_path = options.results_root.join("raw.csv");
     options.raw_samples = Some(loadgen::raw_samples::RawSamplesOptions {
-        path: dir.join("raw.csv"),
+        path: raw_path.clone(),
         limit: 20,
     });
     let report = loadgen::run(options).await.expect("runs");
     let summary = report.raw_samples.expect("summary");
     assert_eq!((summary.rows, summary.not_written), (20, 30));
-    let text = std::fs::read_to_string(dir.join("raw.csv")).expect("written");
+    let text = std::fs::read_to_string(&raw_path).expect("written");
     assert_eq!(text.lines().count(), 21, "header and 20 rows");
 }
 
@@ -223,16 +223,9 @@ async fn without_warmup_every_message_counts_from_the_first_and_an_early_stall_s
         }),
     );
     let (addr, _) = fake_server(handler).await;
-    let dir = support::temp_dir("early");
-    let scenario = support::scenario(&one_client(
-        "/early",
-        "expect = \"stream\"\nreconnect = false",
-        "1s",
-    ));
-    assert_eq!(scenario.run.warmup, Duration::ZERO);
-    let report = loadgen::run(support::options(scenario, Some(addr), &dir))
-        .await
-        .expect("runs");
+    let options = one_stream(addr, "early", "/early", "1s");
+    assert_eq!(options.scenario.run.warmup, Duration::ZERO);
+    let report = loadgen::run(options).await.expect("runs");
     let h = report.histograms.get(loadgen::stats::Metric::Delivery);
     assert_eq!(report.counters.messages_received, EVENTS);
     assert_eq!(h.len(), EVENTS, "every message is a sample, from the first");
