@@ -114,7 +114,6 @@ pub(crate) async fn run(
             }
         }
     }
-    conn.stop_sender().await;
     conn.finish();
 }
 
@@ -122,6 +121,8 @@ impl Conn {
     async fn connect_and_read(&mut self, hold_until: Option<Instant>) -> Ended {
         self.track.attempt_at = Instant::now();
         self.parser.reset_stream();
+        // A new stream is a new chat user: never POST as the previous stream's user.
+        self.user_id = None;
         self.shard.count(|c| c.connections_attempted += 1);
         let opened = self.open().await;
         self.track.mark_attempted(&self.ctx);
