@@ -222,9 +222,9 @@ pub enum CompareError {
     PlanMismatch {
         /// The scenario.
         scenario: String,
-        /// First differing plan line of the baseline.
+        /// First difference on the baseline's side (`groups[0].count: 50`, or a plan line).
         baseline: String,
-        /// First differing plan line of the current run.
+        /// First difference on the current run's side.
         current: String,
     },
     /// A directory holds no run directories.
@@ -490,9 +490,78 @@ fn enough_samples(key: &str, base: &RunData, cur: &RunData) -> bool {
     count(base).min(count(cur)) as f64 >= needed
 }
 
-/// Plan lines that matter for comparability (the target line does not).
-fn comparable_plan(plan: &str) -> Vec<&str> {
-    plan.lines().filter(|l| !l.starts_with("target:")).collect()
+/// Where two runs' plans first differ, as (baseline, current) descriptions; `None` when they
+/// measured the same thing. Structured keys when both runs have one; for older run
+/// directories, the plan text without the lines that never decide comparability (name and
+/// description, target, thresholds, and the hard time limit).
+fn plan_difference(base: &RunData, cur: &RunData) -> Option<(String, String)> {
+    if let (Some(b), Some(c)) = (base.plan_key(), cur.plan_key()) {
+        return first_difference("", b, c);
+    }
+    let lines = |plan: &'_ str| -> Vec<String> {
+        plan.lines()
+            .filter(|l| {
+                !(l.starts_with("scenario ")
+                    || l.starts_with("target:")
+                    || l.starts_with("threshold:"))
+            })
+            .map(|l| l.split(", hard limit").next().unwrap_or(l).to_owned())
+            .collect()
+    };
+    let (bp, cp) = (lines(base.plan()), lines(cur.plan()));
+    (bp != cp).then(|| {
+        let i = (0..bp.len().max(cp.len()))
+            .find(|&i| bp.get(i) != cp.get(i))
+            .unwrap_or(0);
+        let at = |p: &[String]| p.get(i).cloned().unwrap_or_else(|| "(nothing)".to_owned());
+        (at(&bp), at(&cp))
+    })
+}
+
+/// The first place two JSON values differ, as `path: value` on each side.
+fn first_difference(
+    path: &str,
+    base: &serde_json::Value,
+    cur: &serde_json::Value,
+) -> Option<(String, String)> {
+    use serde_json::Value;
+    let show = |v: Option<&Value>| {
+        let text = v.map_or("(nothing)".to_owned(), Value::to_string);
+        format!("{}: {text}", if path.is_empty() { "plan" } else { path })
+    };
+    match (base, cur) {
+        (Value::Object(b), Value::Object(c)) => b
+            .keys()
+            .chain(c.keys().filter(|k| !b.contains_key(*k)))
+            .find_map(|k| {
+                let (bv, cv) = (b.get(k), c.get(k));
+                let sub = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match (bv, cv) {
+                    (Some(bv), Some(cv)) => first_difference(&sub, bv, cv),
+                    _ => Some((
+                        format!(
+                            "{sub}: {}",
+                            bv.map_or("(nothing)".to_owned(), Value::to_string)
+                        ),
+                        format!(
+                            "{sub}: {}",
+                            cv.map_or("(nothing)".to_owned(), Value::to_string)
+                        ),
+                    )),
+                }
+            }),
+        (Value::Array(b), Value::Array(c)) if b.len() == c.len() => b
+            .iter()
+            .zip(c)
+            .enumerate()
+            .find_map(|(i, (bv, cv))| first_difference(&format!("{path}[{i}]"), bv, cv)),
+        _ if base == cur => None,
+        _ => Some((show(Some(base)), show(Some(cur)))),
+    }
 }
 
 /// Compares two runs of one scenario.
@@ -513,24 +582,17 @@ pub fn compare_runs(
             current_dir: cur.dir.clone(),
         });
     }
-    let (bp, cp) = (comparable_plan(base.plan()), comparable_plan(cur.plan()));
     let mut notes = Vec::new();
-    if bp != cp {
-        let differing = (0..bp.len().max(cp.len()))
-            .find(|&i| bp.get(i) != cp.get(i))
-            .unwrap_or(0);
-        let at = |p: &[&str]| p.get(differing).copied().unwrap_or("(nothing)").to_owned();
+    if let Some((baseline, current)) = plan_difference(base, cur) {
         if !options.allow_plan_change {
             return Err(CompareError::PlanMismatch {
                 scenario: cur.scenario().to_owned(),
-                baseline: at(&bp),
-                current: at(&cp),
+                baseline,
+                current,
             });
         }
         notes.push(format!(
-            "plans differ (baseline `{}`, current `{}`); compared anyway (--allow-plan-change)",
-            at(&bp),
-            at(&cp)
+            "plans differ (baseline `{baseline}`, current `{current}`); compared anyway (--allow-plan-change)"
         ));
     }
     for (which, run) in [("baseline", base), ("current", cur)] {

@@ -11,6 +11,8 @@ use crate::output::{COUNTERS_HEADER, SUMMARY_HEADER, TIMESERIES_HEADER};
 struct Synthetic<'a> {
     scenario: &'a str,
     plan: &'a str,
+    /// `scenario.plan_key` in run.json; `None` writes a run directory as before it existed.
+    plan_key: Option<serde_json::Value>,
     latency: Vec<(&'a str, [u64; 4])>,
     counters: Vec<(&'a str, f64)>,
     samples: u64,
@@ -21,6 +23,7 @@ impl Default for Synthetic<'_> {
         Self {
             scenario: "fanout",
             plan: "scenario fanout: x\ntarget: bundled\nclients subs: 100 x SSE /sse/chat\n",
+            plan_key: None,
             latency: vec![
                 ("delivery", [1_000, 2_000, 10_000, 20_000]),
                 ("connect", [300, 500, 900, 1_200]),
@@ -64,7 +67,7 @@ impl Synthetic<'_> {
     fn write(&self, dir: &Path) -> PathBuf {
         std::fs::create_dir_all(dir).expect("create run dir");
         let json = serde_json::json!({
-            "scenario": {"name": self.scenario, "plan": self.plan},
+            "scenario": {"name": self.scenario, "plan": self.plan, "plan_key": self.plan_key},
             "exit_code": 0,
             "failures": [],
             "thresholds": [],
@@ -306,6 +309,84 @@ fn different_plans_are_refused_unless_allowed() {
     };
     let all = compare_paths(&b, &c, &options).expect("allowed");
     assert!(all[0].notes[0].contains("plans differ"));
+}
+
+/// The plan key of a small scenario, with `edit` applied to its text first.
+fn key_of(edit: impl Fn(&str) -> String) -> serde_json::Value {
+    let text = r#"
+name = "fanout"
+description = "first words"
+thresholds = ["delivery.p99 < 50ms"]
+[run]
+duration = "5s"
+time_limit = "1m"
+[[clients]]
+name = "subs"
+protocol = "sse"
+path = "/sse/notifications"
+count = 50
+"#;
+    crate::scenario::parse(&edit(text), Path::new("k.toml"))
+        .expect("valid")
+        .plan_key()
+}
+
+#[test]
+fn descriptions_thresholds_names_and_time_limits_never_block_a_comparison() {
+    let scratch = Scratch::new("plankey");
+    let base = Synthetic {
+        plan_key: Some(key_of(str::to_owned)),
+        ..Synthetic::default()
+    };
+    let edited = key_of(|t| {
+        t.replace("first words", "other words")
+            .replace("delivery.p99 < 50ms", "gaps == 0")
+            .replace("name = \"subs\"", "name = \"readers\"")
+            .replace("time_limit = \"1m\"", "time_limit = \"2m\"")
+    });
+    let cur = Synthetic {
+        plan: "scenario fanout: a new description\ntarget: bundled\nthreshold: gaps == 0\n",
+        plan_key: Some(edited),
+        ..Synthetic::default()
+    };
+    let (b, c) = (scratch.run("base", &base), scratch.run("cur", &cur));
+    let all = compare_paths(&b, &c, &CompareOptions::default()).expect("comparable");
+    assert!(all[0].notes.is_empty(), "{:?}", all[0].notes);
+}
+
+#[test]
+fn a_structured_plan_difference_names_the_field() {
+    let scratch = Scratch::new("plankey-count");
+    let base = Synthetic {
+        plan_key: Some(key_of(str::to_owned)),
+        ..Synthetic::default()
+    };
+    let cur = Synthetic {
+        plan_key: Some(key_of(|t| t.replace("count = 50", "count = 500"))),
+        ..Synthetic::default()
+    };
+    let (b, c) = (scratch.run("base", &base), scratch.run("cur", &cur));
+    let err = compare_paths(&b, &c, &CompareOptions::default()).expect_err("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("groups[0].count: 50") && text.contains("groups[0].count: 500"),
+        "{text}"
+    );
+}
+
+#[test]
+fn old_run_directories_compare_by_plan_text_without_their_description() {
+    let scratch = Scratch::new("plantext");
+    let cur = Synthetic {
+        plan: "scenario fanout: edited description\ntarget: bundled\nclients subs: 100 x SSE /sse/chat\nthreshold: gaps == 0\n",
+        ..Synthetic::default()
+    };
+    let (b, c) = (
+        scratch.run("base", &Synthetic::default()),
+        scratch.run("cur", &cur),
+    );
+    let all = compare_paths(&b, &c, &CompareOptions::default()).expect("comparable");
+    assert!(all[0].notes.is_empty());
 }
 
 #[test]

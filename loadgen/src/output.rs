@@ -214,6 +214,7 @@ pub fn run_json(report: &Report, facts: &RunFacts) -> serde_json::Value {
             "description": report.scenario.description,
             "file": facts.scenario_file.as_ref().map(|p| p.display().to_string()),
             "plan": report.scenario.plan(),
+            "plan_key": report.scenario.plan_key(),
         },
         "versions": {
             "loadgen": env!("CARGO_PKG_VERSION"),

@@ -129,6 +129,14 @@ impl RunData {
         self.run_json["scenario"]["plan"].as_str().unwrap_or("")
     }
 
+    /// The structured plan key (`Scenario::plan_key`); `None` for run directories written
+    /// before it was recorded.
+    #[must_use]
+    pub fn plan_key(&self) -> Option<&serde_json::Value> {
+        let key = &self.run_json["scenario"]["plan_key"];
+        (!key.is_null()).then_some(key)
+    }
+
     /// Process exit code the run had.
     #[must_use]
     pub fn exit_code(&self) -> Option<i64> {

@@ -885,6 +885,63 @@ impl Scenario {
         }
     }
 
+    /// What decides whether two runs measured the same thing, as JSON (`run.json`
+    /// `scenario.plan_key`; `compare` refuses runs whose keys differ): the phase durations, the
+    /// bundled server's settings, each group's transport, path, size, arrival, hold, churn,
+    /// sending, expectation and latency kind, each publisher's transport, path, rate and size.
+    /// Names, descriptions, thresholds, the target address and the time limit are not in it.
+    #[must_use]
+    pub fn plan_key(&self) -> serde_json::Value {
+        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let groups: Vec<Value> = self
+            .clients
+            .iter()
+            .map(|g| {
+                let arrival = match g.arrival {
+                    Arrival::Rate(r) => serde_json::json!({"rate": r}),
+                    Arrival::Ramp(d) => serde_json::json!({"ramp_us": us(d)}),
+                };
+                serde_json::json!({
+                    "protocol": format!("{:?}", g.protocol).to_lowercase(),
+                    "path": g.path,
+                    "count": g.count,
+                    "arrival": arrival,
+                    "hold_us": g.hold.map(us),
+                    "churn_us": g.churn.map(us),
+                    "expect": format!("{:?}", g.expect),
+                    "latency": format!("{:?}", g.latency).to_lowercase(),
+                    "send": g.send.as_ref().map(|s| serde_json::json!({
+                        "rate": s.rate,
+                        "payload_bytes": s.payload_bytes,
+                        "path": s.path,
+                    })),
+                })
+            })
+            .collect();
+        let publishers: Vec<Value> = self
+            .publishers
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "protocol": format!("{:?}", p.via).to_lowercase(),
+                    "path": p.path,
+                    "rate": p.rate,
+                    "payload_bytes": p.payload_bytes,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "run": {
+                "settle_us": us(self.run.settle),
+                "warmup_us": us(self.run.warmup),
+                "duration_us": us(self.run.duration),
+            },
+            "server": self.server.to_args(),
+            "groups": groups,
+            "publishers": publishers,
+        })
+    }
+
     /// A human-readable plan of what a run will do.
     #[must_use]
     pub fn plan(&self) -> String {
