@@ -2,7 +2,6 @@
 //! README): `summary.csv`, `counters.csv`, `timeseries.csv`, `run.json`; the `.hlog` interval
 //! logs are written while the run goes (see `run`).
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::report::{PERCENTILES, Report};
@@ -45,28 +44,78 @@ fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(String::new, |v| v.to_string())
 }
 
+/// One `summary.csv` row as written (latency in µs, RSS in bytes; empty when no samples).
+#[derive(serde::Serialize)]
+struct SummaryOut<'a> {
+    metric: &'a str,
+    count: u64,
+    min: Option<u64>,
+    mean: Option<f64>,
+    p50: Option<u64>,
+    p90: Option<u64>,
+    p99: Option<u64>,
+    #[serde(rename = "p99.9")]
+    p99_9: Option<u64>,
+    max: Option<u64>,
+    unit: &'a str,
+}
+
+impl<'a> SummaryOut<'a> {
+    fn empty(metric: &'a str, unit: &'a str) -> Self {
+        Self {
+            metric,
+            count: 0,
+            min: None,
+            mean: None,
+            p50: None,
+            p90: None,
+            p99: None,
+            p99_9: None,
+            max: None,
+            unit,
+        }
+    }
+}
+
+/// Rounds to one decimal (means and seconds are written that way).
+fn one_decimal(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+/// Writes `rows` as CSV with their field names as the header.
+fn csv_text<T: serde::Serialize>(rows: impl IntoIterator<Item = T>) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        // Writing into memory cannot fail; rows are flat structs of strings and numbers.
+        let _ = w.serialize(row);
+    }
+    let bytes = w.into_inner().unwrap_or_default();
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
 /// `summary.csv`: one row per latency metric (µs), then the RSS samples of both sides (bytes).
 #[must_use]
 pub fn summary_csv(report: &Report) -> String {
-    let mut out = format!("{SUMMARY_HEADER}\n");
+    let mut rows = Vec::new();
     for metric in Metric::ALL {
         let h = report.histograms.get(metric);
         if h.is_empty() {
-            let _ = writeln!(out, "{},0,,,,,,,,us", metric.name());
+            rows.push(SummaryOut::empty(metric.name(), "us"));
             continue;
         }
-        let _ = write!(
-            out,
-            "{},{},{},{:.1}",
-            metric.name(),
-            h.len(),
-            h.min(),
-            h.mean()
-        );
-        for (_, p) in PERCENTILES {
-            let _ = write!(out, ",{}", h.value_at_quantile(p / 100.0));
-        }
-        let _ = writeln!(out, ",{},us", h.max());
+        let p = |q: f64| Some(h.value_at_quantile(q / 100.0));
+        rows.push(SummaryOut {
+            metric: metric.name(),
+            count: h.len(),
+            min: Some(h.min()),
+            mean: Some(one_decimal(h.mean())),
+            p50: p(PERCENTILES[0].1),
+            p90: p(PERCENTILES[1].1),
+            p99: p(PERCENTILES[2].1),
+            p99_9: p(PERCENTILES[3].1),
+            max: Some(h.max()),
+            unit: "us",
+        });
     }
     type Pick = fn(&crate::report::Row) -> Option<u64>;
     let rss: [(&str, Pick); 2] = [
@@ -77,35 +126,38 @@ pub fn summary_csv(report: &Report) -> String {
         let mut samples: Vec<u64> = report.timeseries.iter().filter_map(pick).collect();
         samples.sort_unstable();
         if samples.is_empty() {
-            let _ = writeln!(out, "{name},0,,,,,,,,bytes");
+            rows.push(SummaryOut::empty(name, "bytes"));
             continue;
         }
         // Nearest-rank on the sorted samples; `permille` of 1000 is the maximum.
-        let at = |permille: usize| samples[(samples.len() - 1) * permille / 1000];
+        let at = |permille: usize| Some(samples[(samples.len() - 1) * permille / 1000]);
         let mean = samples.iter().sum::<u64>() as f64 / samples.len() as f64;
-        let _ = writeln!(
-            out,
-            "{name},{},{},{mean:.1},{},{},{},{},{},bytes",
-            samples.len(),
-            samples[0],
-            at(500),
-            at(900),
-            at(990),
-            at(999),
-            samples[samples.len() - 1]
-        );
+        rows.push(SummaryOut {
+            metric: name,
+            count: samples.len() as u64,
+            min: Some(samples[0]),
+            mean: Some(one_decimal(mean)),
+            p50: at(500),
+            p90: at(900),
+            p99: at(990),
+            p99_9: at(999),
+            max: Some(samples[samples.len() - 1]),
+            unit: "bytes",
+        });
     }
-    out
+    csv_text(rows)
 }
 
 /// `counters.csv`: loadgen's counters, memory and CPU figures, and the target's own counters
 /// (change over the run).
 #[must_use]
 pub fn counters_csv(report: &Report) -> String {
-    let mut out = format!("{COUNTERS_HEADER}\n");
-    for (name, value) in report.counters.rows() {
-        let _ = writeln!(out, "{name},{value},loadgen");
-    }
+    let mut rows: Vec<CounterOut> = report
+        .counters
+        .rows()
+        .into_iter()
+        .map(|(name, value)| CounterOut::new(name, value.to_string(), "loadgen"))
+        .collect();
     let m = &report.memory;
     let memory = [
         ("client_rss_baseline_bytes", opt(m.client_baseline)),
@@ -124,9 +176,7 @@ pub fn counters_csv(report: &Report) -> String {
         ),
         ("connections_at_plateau", m.connections.to_string()),
     ];
-    for (name, value) in memory {
-        let _ = writeln!(out, "{name},{value},memory");
-    }
+    rows.extend(memory.map(|(name, value)| CounterOut::new(name, value, "memory")));
     let c = &report.cpu;
     let cpu = [
         (
@@ -148,50 +198,55 @@ pub fn counters_csv(report: &Report) -> String {
         ),
         ("loadgen_late", u8::from(report.loadgen_late()).to_string()),
     ];
-    for (name, value) in cpu {
-        let _ = writeln!(out, "{name},{value},cpu");
-    }
-    let _ = writeln!(
-        out,
-        "messages_per_s,{:.1},throughput",
-        report.measured_messages_per_s()
-    );
+    rows.extend(cpu.map(|(name, value)| CounterOut::new(name, value, "cpu")));
+    rows.push(CounterOut::new(
+        "messages_per_s",
+        format!("{:.1}", report.measured_messages_per_s()),
+        "throughput",
+    ));
+    // Server series keep their exact names (labels, commas, quotes): the CSV writer quotes.
     for (series, after) in &report.server_after {
         if !series.starts_with("rt_") {
             continue;
         }
         let before = report.server_before.get(series).copied().unwrap_or(0.0);
-        let name = series.replace(',', ";");
-        let _ = writeln!(
-            out,
-            "\"{}\",{},server",
-            name.replace('"', "'"),
-            after - before
-        );
+        rows.push(CounterOut::new(
+            series,
+            (after - before).to_string(),
+            "server",
+        ));
     }
-    out
+    csv_text(rows)
+}
+
+/// One `counters.csv` row as written; `value` is already formatted (integers stay exact).
+#[derive(serde::Serialize)]
+struct CounterOut<'a> {
+    name: &'a str,
+    value: String,
+    source: &'a str,
+}
+
+impl<'a> CounterOut<'a> {
+    fn new(name: &'a str, value: String, source: &'a str) -> Self {
+        Self {
+            name,
+            value,
+            source,
+        }
+    }
 }
 
 /// `timeseries.csv`: one row per second.
 #[must_use]
 pub fn timeseries_csv(report: &Report) -> String {
-    let mut out = format!("{TIMESERIES_HEADER}\n");
-    for r in &report.timeseries {
-        let _ = writeln!(
-            out,
-            "{:.1},{},{},{},{},{},{},{},{}",
-            r.t_s,
-            r.connections_open,
-            r.events_per_s,
-            r.errors,
-            opt(r.client_rss_bytes),
-            opt(r.server_rss_bytes),
-            opt(r.delivery_p99_us),
-            opt(r.ws_rtt_p99_us),
-            opt(r.connect_p99_us)
-        );
+    if report.timeseries.is_empty() {
+        return format!("{TIMESERIES_HEADER}\n");
     }
-    out
+    csv_text(report.timeseries.iter().map(|r| crate::report::Row {
+        t_s: one_decimal(r.t_s),
+        ..r.clone()
+    }))
 }
 
 /// `run.json`: scenario, versions, command line, start time, machine, verdict.

@@ -98,8 +98,8 @@ impl Cpu {
     }
 }
 
-/// One second of the run.
-#[derive(Debug, Clone, Default)]
+/// One second of the run: one row of `timeseries.csv` (field names are its columns).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Row {
     /// Seconds since the run started.
     pub t_s: f64,

@@ -76,7 +76,7 @@ pub struct SummaryRow {
 }
 
 /// One row of `counters.csv`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct CounterRow {
     /// Counter name (server series keep their labels).
     pub name: String,
@@ -229,11 +229,12 @@ pub fn load(dir: &Path) -> Result<RunData, RunDirError> {
         });
     }
     let summary_path = dir.join("summary.csv");
-    let summary = parse_rows(&summary_path, SUMMARY_HEADER, summary_row)?;
-    let counters_path = dir.join("counters.csv");
-    let counters = parse_rows(&counters_path, COUNTERS_HEADER, counter_row)?;
-    let series_path = dir.join("timeseries.csv");
-    let timeseries = parse_rows(&series_path, TIMESERIES_HEADER, series_row)?;
+    let summary = parse_rows::<SummaryIn>(&summary_path, SUMMARY_HEADER)?
+        .into_iter()
+        .map(SummaryRow::from)
+        .collect();
+    let counters = parse_rows(&dir.join("counters.csv"), COUNTERS_HEADER)?;
+    let timeseries = parse_rows(&dir.join("timeseries.csv"), TIMESERIES_HEADER)?;
     let mut histograms = Histograms::default();
     for metric in Metric::ALL {
         let path = dir.join(format!("{}.hlog", metric.name()));
@@ -255,113 +256,73 @@ fn read(path: &Path) -> Result<String, RunDirError> {
     std::fs::read_to_string(path).map_err(|e| RunDirError::from_io(path, e))
 }
 
-/// Parses a CSV file whose first line must be `header`; `row` turns one line's fields into a
-/// value or says what is wrong with them.
-fn parse_rows<T>(
+/// Reads a CSV file whose header must be `header` into rows of `T` (field names are the
+/// columns; empty fields are `None`).
+fn parse_rows<T: serde::de::DeserializeOwned>(
     path: &Path,
     header: &str,
-    row: fn(&[String]) -> Result<T, String>,
 ) -> Result<Vec<T>, RunDirError> {
     let text = read(path)?;
-    let mut lines = text.lines();
-    let first = lines.next().unwrap_or("");
     let format_error = |line: usize, message: String| RunDirError::Format {
         path: path.to_path_buf(),
         line,
         message,
     };
-    if first != header {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let found = reader
+        .headers()
+        .map_err(|e| format_error(1, e.to_string()))?
+        .iter()
+        .collect::<Vec<_>>()
+        .join(",");
+    if found != header {
         return Err(format_error(1, format!("expected the header `{header}`")));
     }
-    let columns = header.split(',').count();
-    let mut out = Vec::new();
-    for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let fields = split_csv(line);
-        if fields.len() != columns {
-            return Err(format_error(
-                i + 2,
-                format!("{} fields, expected {columns}", fields.len()),
-            ));
+    reader
+        .deserialize()
+        .map(|row| {
+            row.map_err(|e| {
+                let line = e
+                    .position()
+                    .map_or(0, |p| usize::try_from(p.line()).unwrap_or(0));
+                let message = match e.kind() {
+                    csv::ErrorKind::Deserialize { err, .. } => err.to_string(),
+                    _ => e.to_string(),
+                };
+                format_error(line, message)
+            })
+        })
+        .collect()
+}
+
+/// A `summary.csv` row as read (every statistic may be empty).
+#[derive(serde::Deserialize)]
+struct SummaryIn {
+    metric: String,
+    count: Option<u64>,
+    min: Option<f64>,
+    mean: Option<f64>,
+    p50: Option<f64>,
+    p90: Option<f64>,
+    p99: Option<f64>,
+    #[serde(rename = "p99.9")]
+    p99_9: Option<f64>,
+    max: Option<f64>,
+    unit: String,
+}
+
+impl From<SummaryIn> for SummaryRow {
+    fn from(r: SummaryIn) -> Self {
+        Self {
+            metric: r.metric,
+            count: r.count.unwrap_or(0),
+            min: r.min,
+            mean: r.mean,
+            percentiles: [r.p50, r.p90, r.p99, r.p99_9],
+            max: r.max,
+            unit: r.unit,
         }
-        out.push(row(&fields).map_err(|m| format_error(i + 2, m))?);
     }
-    Ok(out)
-}
-
-/// Splits one CSV line; a field may be wrapped in double quotes (no escaped quotes inside,
-/// as loadgen writes them).
-fn split_csv(line: &str) -> Vec<String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    for c in line.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => fields.push(std::mem::take(&mut field)),
-            c => field.push(c),
-        }
-    }
-    fields.push(field);
-    fields
-}
-
-fn number(field: &str, column: &str) -> Result<Option<f64>, String> {
-    if field.is_empty() {
-        return Ok(None);
-    }
-    field
-        .parse::<f64>()
-        .map(Some)
-        .map_err(|_| format!("{column} `{field}` is not a number"))
-}
-
-fn whole(field: &str, column: &str) -> Result<Option<u64>, String> {
-    if field.is_empty() {
-        return Ok(None);
-    }
-    field
-        .parse::<u64>()
-        .map(Some)
-        .map_err(|_| format!("{column} `{field}` is not a whole number"))
-}
-
-fn summary_row(f: &[String]) -> Result<SummaryRow, String> {
-    Ok(SummaryRow {
-        metric: f[0].clone(),
-        count: whole(&f[1], "count")?.unwrap_or(0),
-        min: number(&f[2], "min")?,
-        mean: number(&f[3], "mean")?,
-        percentiles: [
-            number(&f[4], "p50")?,
-            number(&f[5], "p90")?,
-            number(&f[6], "p99")?,
-            number(&f[7], "p99.9")?,
-        ],
-        max: number(&f[8], "max")?,
-        unit: f[9].clone(),
-    })
-}
-
-fn counter_row(f: &[String]) -> Result<CounterRow, String> {
-    Ok(CounterRow {
-        name: f[0].clone(),
-        value: number(&f[1], "value")?,
-        source: f[2].clone(),
-    })
-}
-
-fn series_row(f: &[String]) -> Result<Row, String> {
-    Ok(Row {
-        t_s: number(&f[0], "t_s")?.ok_or("t_s is empty")?,
-        connections_open: whole(&f[1], "connections_open")?.unwrap_or(0),
-        events_per_s: whole(&f[2], "events_per_s")?.unwrap_or(0),
-        errors: whole(&f[3], "errors")?.unwrap_or(0),
-        client_rss_bytes: whole(&f[4], "client_rss_bytes")?,
-        server_rss_bytes: whole(&f[5], "server_rss_bytes")?,
-        delivery_p99_us: whole(&f[6], "delivery_p99_us")?,
-        ws_rtt_p99_us: whole(&f[7], "ws_rtt_p99_us")?,
-        connect_p99_us: whole(&f[8], "connect_p99_us")?,
-    })
 }
 
 /// Adds every interval of an `.hlog` file into `histograms`.
@@ -399,13 +360,66 @@ fn merge_hlog(path: &Path, metric: Metric, histograms: &mut Histograms) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::{Cpu, Memory, Outcome, Report};
 
     #[test]
-    fn csv_fields_may_be_quoted() {
+    fn what_a_run_writes_reads_back_exactly_names_with_commas_and_quotes_too() {
+        let dir = std::env::temp_dir().join(format!(
+            "loadgen-rundir-{}-{}",
+            std::process::id(),
+            wire::now_unix_us()
+        ));
+        let series = r#"rt_x{scenario="a,b",note="say \"hi\""}"#;
+        let mut histograms = Histograms::default();
+        histograms.record(Metric::Delivery, 1_234);
+        let row = Row {
+            t_s: 1.0,
+            connections_open: 3,
+            events_per_s: 7,
+            errors: 0,
+            client_rss_bytes: Some(1 << 20),
+            server_rss_bytes: None,
+            delivery_p99_us: Some(1_234),
+            ws_rtt_p99_us: None,
+            connect_p99_us: None,
+        };
+        let report = Report {
+            scenario: crate::scenario::parse(
+                "[run]\nduration = \"1s\"\n[[clients]]\nprotocol = \"sse\"\npath = \"/x\"\ncount = 1\n",
+                Path::new("t.toml"),
+            )
+            .expect("valid"),
+            run_dir: dir.clone(),
+            started_unix_us: 0,
+            elapsed: std::time::Duration::from_secs(1),
+            outcome: Outcome::Completed,
+            histograms,
+            counters: crate::stats::Counters::default(),
+            server_before: std::collections::BTreeMap::new(),
+            server_after: [(series.to_owned(), 5.0)].into_iter().collect(),
+            memory: Memory::default(),
+            cpu: Cpu::default(),
+            timeseries: vec![row.clone()],
+            thresholds: Vec::new(),
+            error_samples: Vec::new(),
+            raw_samples: None,
+        };
+        crate::output::write_all(&report, &crate::output::RunFacts::default()).expect("written");
+        let run = load(&dir).expect("reads back");
+        let _ = std::fs::remove_dir_all(&dir);
+        let server = run
+            .counters
+            .iter()
+            .find(|c| c.source == "server")
+            .expect("server row");
+        assert_eq!(server.name, series, "the name round-trips exactly");
+        assert_eq!(server.value, Some(5.0));
+        assert_eq!(run.timeseries, [row]);
+        let delivery = run.summary_row("delivery").expect("delivery row");
         assert_eq!(
-            split_csv("\"rt_x{scenario='a';kind='b'}\",3,server"),
-            ["rt_x{scenario='a';kind='b'}", "3", "server"]
+            (delivery.count, delivery.percentiles[0]),
+            (1, Some(1_234.0))
         );
-        assert_eq!(split_csv("a,,c"), ["a", "", "c"]);
+        assert_eq!(run.summary_row("server_rss").map(|r| r.count), Some(0));
     }
 }
