@@ -50,6 +50,31 @@ pub struct FdLimitError {
     pub hard: u64,
 }
 
+/// What a run needing some descriptors does with the open-files limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdPlan {
+    /// The soft limit is already the hard one.
+    Keep,
+    /// Raise the soft limit to the hard one (loadgen always does, for reconnects and scrapes).
+    RaiseToHard,
+}
+
+/// Decides, without touching the process, whether `needed` descriptors fit under the `hard`
+/// limit and whether the `soft` one must be raised.
+///
+/// # Errors
+/// [`FdLimitError`] when `needed` is above `hard`.
+pub fn plan_fd_limit(needed: u64, soft: u64, hard: u64) -> Result<FdPlan, FdLimitError> {
+    if needed > hard {
+        return Err(FdLimitError { needed, hard });
+    }
+    Ok(if soft < hard {
+        FdPlan::RaiseToHard
+    } else {
+        FdPlan::Keep
+    })
+}
+
 /// Raises the soft open-files limit to the hard limit; fails when `needed` exceeds it.
 /// Returns the new soft limit.
 ///
@@ -58,11 +83,8 @@ pub struct FdLimitError {
 pub fn raise_fd_limit(needed: u64) -> Result<u64, FdLimitError> {
     let limit = getrlimit(Resource::Nofile);
     let hard = limit.maximum.unwrap_or(u64::MAX);
-    if needed > hard {
-        return Err(FdLimitError { needed, hard });
-    }
     let soft = limit.current.unwrap_or(u64::MAX);
-    if soft < hard {
+    if plan_fd_limit(needed, soft, hard)? == FdPlan::RaiseToHard {
         let raised = rustix::process::Rlimit {
             current: Some(hard),
             maximum: limit.maximum,
@@ -120,9 +142,22 @@ mod tests {
     }
 
     #[test]
-    fn impossible_fd_needs_are_refused_clearly() {
-        let err = raise_fd_limit(u64::MAX).expect_err("beyond any hard limit");
-        assert!(err.to_string().contains("open files"));
-        assert!(raise_fd_limit(16).is_ok());
+    fn fd_needs_beyond_the_hard_limit_are_refused_clearly() {
+        let err = plan_fd_limit(20_001, 1_024, 20_000).expect_err("beyond the hard limit");
+        assert_eq!(
+            err,
+            FdLimitError {
+                needed: 20_001,
+                hard: 20_000
+            }
+        );
+        assert!(
+            err.to_string().contains("about 20001 open files") && err.to_string().contains("20000")
+        );
+        assert_eq!(
+            plan_fd_limit(20_000, 1_024, 20_000),
+            Ok(FdPlan::RaiseToHard)
+        );
+        assert_eq!(plan_fd_limit(10, 20_000, 20_000), Ok(FdPlan::Keep));
     }
 }

@@ -1,8 +1,7 @@
 //! Headless Chromium (Debian's `chromium`) driven over the DevTools protocol.
 //!
-//! `.ci/run` installs Chromium when it is missing. Under CI (`CI` set) a missing browser fails
-//! the test; on a developer machine without Chromium, [`require`] says so loudly and the test
-//! returns early.
+//! `.ci/run` installs Chromium when it is missing. Without it a browser test fails, naming the
+//! package to install: a test that did not run never counts as passed.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -39,23 +38,19 @@ pub fn find() -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
-/// The Chromium binary, or `None` (with a NOTICE on stderr) outside CI when it is missing.
+/// The Chromium binary.
 ///
 /// # Panics
-/// Under CI (`CI` set) when Chromium is missing.
+/// When Chromium is not installed: the message names the package (`apt-get install chromium`,
+/// which `.ci/run` does) and `$CHROMIUM` for another path.
 #[must_use]
-pub fn require() -> Option<PathBuf> {
-    let found = find();
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium is required under CI: install Debian's `chromium` (.ci/run does)"
-        );
-        eprintln!(
-            "NOTICE: chromium not installed; browser test not run (set CI to make this fatal)"
-        );
-    }
-    found
+pub fn require() -> PathBuf {
+    find().unwrap_or_else(|| {
+        panic!(
+            "chromium is not installed: this browser test needs Debian's `chromium` \
+             (apt-get install chromium; .ci/run installs it), or set CHROMIUM to a Chrome binary"
+        )
+    })
 }
 
 /// A running Chromium with its own profile; killed and cleaned up when dropped.

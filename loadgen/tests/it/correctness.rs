@@ -25,20 +25,20 @@ count = 1
 }
 
 /// Options for one SSE client on `path` of `addr` that expects one stream and never
-/// reconnects, measuring for `duration`; writes into a fresh temp dir named `name`.
+/// reconnects, measuring for `duration`; writes into the returned temp dir named `name`.
 fn one_stream(
     addr: std::net::SocketAddr,
     name: &str,
     path: &str,
     duration: &str,
-) -> loadgen::RunOptions {
+) -> (loadgen::RunOptions, support::TempDir) {
     let dir = support::temp_dir(name);
     let scenario = support::scenario(&one_client(
         path,
         "expect = \"stream\"\nreconnect = false",
         duration,
     ));
-    support::options(scenario, Some(addr), &dir)
+    (support::options(scenario, Some(addr), &dir), dir)
 }
 
 fn not_found_elsewhere(path: &'static str, inner: Handler) -> Handler {
@@ -74,9 +74,8 @@ async fn a_lossy_duplicating_server_yields_exact_gap_and_duplicate_counts() {
         }),
     );
     let (addr, _) = fake_server(handler).await;
-    let report = loadgen::run(one_stream(addr, "lossy", "/lossy", "500ms"))
-        .await
-        .expect("runs");
+    let (options, _dir) = one_stream(addr, "lossy", "/lossy", "500ms");
+    let report = loadgen::run(options).await.expect("runs");
     let c = report.counters;
     let dups = (1..=100u64).filter(|s| s % 7 == 0 && s % 10 != 0).count() as u64;
     assert_eq!(c.gaps, 9, "{c:?}");
@@ -117,7 +116,7 @@ async fn a_known_delayed_fraction_is_in_every_raw_sample_and_at_the_right_percen
         }),
     );
     let (addr, _) = fake_server(handler).await;
-    let mut options = one_stream(addr, "delay", "/delay", "2500ms");
+    let (mut options, _dir) = one_stream(addr, "delay", "/delay", "2500ms");
     let raw_path = options.results_root.join("raw.csv");
     options.raw_samples = Some(loadgen::raw_samples::RawSamplesOptions {
         path: raw_path.clone(),
@@ -177,7 +176,7 @@ async fn raw_samples_stop_at_the_limit_and_count_the_rest() {
         }),
     );
     let (addr, _) = fake_server(handler).await;
-    let mut options = one_stream(addr, "rawlimit", "/burst", "300ms");
+    let (mut options, _dir) = one_stream(addr, "rawlimit", "/burst", "300ms");
     let raw_path = options.results_root.join("raw.csv");
     options.raw_samples = Some(loadgen::raw_samples::RawSamplesOptions {
         path: raw_path.clone(),
@@ -223,7 +222,7 @@ async fn without_warmup_every_message_counts_from_the_first_and_an_early_stall_s
         }),
     );
     let (addr, _) = fake_server(handler).await;
-    let options = one_stream(addr, "early", "/early", "1s");
+    let (options, _dir) = one_stream(addr, "early", "/early", "1s");
     assert_eq!(options.scenario.run.warmup, Duration::ZERO);
     let report = loadgen::run(options).await.expect("runs");
     let h = report.histograms.get(loadgen::stats::Metric::Delivery);
@@ -560,16 +559,17 @@ async fn an_interrupted_run_writes_what_it_gathered() {
     server.shutdown(Duration::from_secs(1)).await;
 }
 
-#[tokio::test]
-async fn a_scenario_needing_more_files_than_allowed_is_refused_up_front() {
-    let dir = support::temp_dir("fds");
+#[test]
+fn a_scenario_needing_more_files_than_allowed_is_refused_with_exit_code_2() {
+    // The decision is a pure function of the need and the limits (the host's own limit is
+    // whatever it is); `run` calls it before anything starts.
     let scenario = support::scenario(
         &one_client("/sse/counter", "", "1s").replace("count = 1", "count = 1000000"),
     );
-    let err = loadgen::run(support::options(scenario, None, &dir))
-        .await
-        .expect_err("refused");
-    assert!(matches!(err, RunError::FdLimit(_)), "{err}");
+    let needed = loadgen::run::descriptors_needed(&scenario);
+    assert_eq!(needed, 1_000_000 + 64, "one per connection plus headroom");
+    let refused = loadgen::sysinfo::plan_fd_limit(needed, 1_024, 20_000).expect_err("too many");
+    let err = RunError::from(refused);
     assert_eq!(err.exit_code(), 2);
     assert!(err.to_string().contains("open files"), "{err}");
 }
@@ -650,7 +650,7 @@ async fn calibrate_compares_the_same_messages_the_server_timed() {
         interval: Duration::from_millis(10),
         delay_every: 20,
         delay: Duration::from_millis(3),
-        out: dir.clone(),
+        out: dir.to_path_buf(),
         server_exe: support::loadgen_exe(),
     };
     let c = loadgen::calibrate::calibrate(options)

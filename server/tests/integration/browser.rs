@@ -1,20 +1,20 @@
 //! The counter page in real headless Chromium (Debian's `chromium`), driven over the DevTools
 //! protocol: the count shown must advance, with no console errors or exceptions.
 //!
-//! `.ci/run` installs Chromium when it is missing; see `testkit::chromium` for what happens
-//! without it.
+//! `.ci/run` installs Chromium when it is missing; without it these tests fail, naming the
+//! package.
 
 use testkit::chromium::{self, Browser, Page};
 
 use crate::support;
 
-/// Opens `path` of a fresh server in Chromium; `None` when Chromium is absent outside CI.
-async fn open_page(path: &str) -> Option<(server::RunningServer, Browser, Page)> {
-    let binary = chromium::require()?;
+/// Opens `path` of a fresh server in Chromium (fails naming the package when it is missing).
+async fn open_page(path: &str) -> (server::RunningServer, Browser, Page) {
+    let binary = chromium::require();
     let server = support::start(support::config()).await;
     let url = format!("http://{}{path}", server.local_addr());
     let (browser, page) = chromium::open(&binary, &url).await;
-    Some((server, browser, page))
+    (server, browser, page)
 }
 
 /// Polls `expression` (a number shown on the page) until `accept` holds; returns it.
@@ -28,10 +28,7 @@ async fn wait_number(page: &mut Page, expression: &str, accept: impl Fn(u64) -> 
 
 #[tokio::test]
 async fn counter_page_shows_an_advancing_count_in_chromium() {
-    let Some((server, _browser, mut page)) = open_page("/pages/counter?interval_ms=100").await
-    else {
-        return;
-    };
+    let (server, _browser, mut page) = open_page("/pages/counter?interval_ms=100").await;
     let count = "document.getElementById('count').textContent";
     let first = wait_number(&mut page, count, |v| v >= 2).await;
     wait_number(&mut page, count, |v| v > first).await;
@@ -52,9 +49,7 @@ async fn counter_page_shows_an_advancing_count_in_chromium() {
 
 #[tokio::test]
 async fn dashboard_page_shows_the_servers_live_counters_in_chromium() {
-    let Some((server, _browser, mut page)) = open_page("/pages/dashboard").await else {
-        return;
-    };
+    let (server, _browser, mut page) = open_page("/pages/dashboard").await;
     let addr = server.local_addr();
     let open = "document.getElementById('open').textContent";
     // The dashboard's own stream is one open connection.

@@ -195,7 +195,11 @@ async fn heartbeat_closes_a_silent_peer_and_keeps_a_live_one() {
     });
     let mut pings = 0;
     while pings < 3 {
-        if let Message::Ping(_) = seen.recv().await.expect("live socket open") {
+        let msg = tokio::time::timeout(support::DEADLINE, seen.recv()).await;
+        if let Message::Ping(_) = msg
+            .expect("a ping within the deadline")
+            .expect("live socket open")
+        {
             pings += 1;
         }
     }
@@ -214,7 +218,11 @@ async fn heartbeat_closes_a_silent_peer_and_keeps_a_live_one() {
         .await
         .expect("send");
     loop {
-        match seen.recv().await.expect("live socket open") {
+        let msg = tokio::time::timeout(support::DEADLINE, seen.recv()).await;
+        match msg
+            .expect("the echo within the deadline")
+            .expect("live socket open")
+        {
             Message::Text(t) => {
                 assert_eq!(t.as_str(), "still here");
                 break;
