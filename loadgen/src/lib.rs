@@ -2,7 +2,9 @@
 //! accounting, memory of both sides, CSV outputs and pass/fail thresholds.
 
 pub mod calibrate;
+pub mod cli;
 pub(crate) mod client;
+pub mod commands;
 pub mod compare;
 pub mod html;
 pub mod output;

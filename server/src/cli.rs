@@ -27,14 +27,14 @@ pub struct ServeArgs {
     #[arg(long, env = "RT_MAX_BODY_BYTES", default_value_t = 65_536)]
     pub max_body_bytes: usize,
     /// Seconds of silence after which an SSE stream gets a keep-alive comment.
-    #[arg(long, env = "RT_KEEPALIVE_SECS", default_value_t = 15.0)]
-    pub keepalive_secs: f64,
+    #[arg(long, env = "RT_KEEPALIVE_SECS", default_value = "15", value_parser = positive_seconds)]
+    pub keepalive_secs: Duration,
     /// Reconnection delay in milliseconds sent to SSE clients as `retry:`.
     #[arg(long, env = "RT_RETRY_MS", default_value_t = 1000)]
     pub retry_ms: u64,
     /// Seconds between WebSocket pings; a peer silent for a whole interval is closed (4408).
-    #[arg(long, env = "RT_PING_SECS", default_value_t = 20.0)]
-    pub ping_secs: f64,
+    #[arg(long, env = "RT_PING_SECS", default_value = "20", value_parser = positive_seconds)]
+    pub ping_secs: Duration,
     /// Events kept for Last-Event-ID replay on /sse/notifications and /sse/replay.
     #[arg(long, env = "RT_REPLAY_CAPACITY", default_value_t = 1024)]
     pub replay_capacity: usize,
@@ -57,8 +57,8 @@ pub struct ServeArgs {
     #[arg(long, env = "RT_BACKLOG", default_value_t = 4096)]
     pub backlog: u32,
     /// Seconds to wait for connections to finish on SIGINT/SIGTERM.
-    #[arg(long, env = "RT_SHUTDOWN_GRACE_SECS", default_value_t = 5.0)]
-    pub shutdown_grace_secs: f64,
+    #[arg(long, env = "RT_SHUTDOWN_GRACE_SECS", default_value = "5", value_parser = positive_seconds)]
+    pub shutdown_grace_secs: Duration,
 }
 
 /// A flag value out of range.
@@ -71,14 +71,17 @@ pub struct FlagError {
     pub problem: String,
 }
 
-fn seconds(flag: &'static str, value: f64) -> Result<Duration, FlagError> {
-    Duration::try_from_secs_f64(value)
+/// clap parser of the `*-secs` flags: a positive, finite number of seconds (`0.5`, `20`).
+///
+/// # Errors
+/// A message saying what is allowed.
+pub fn positive_seconds(text: &str) -> Result<Duration, String> {
+    text.trim()
+        .parse::<f64>()
         .ok()
+        .and_then(|v| Duration::try_from_secs_f64(v).ok())
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| FlagError {
-            flag,
-            problem: format!("must be a positive number of seconds, got {value}"),
-        })
+        .ok_or_else(|| format!("must be a positive number of seconds, got {text:?}"))
 }
 
 impl ServeArgs {
@@ -92,9 +95,9 @@ impl ServeArgs {
             max_connections: self.max_connections,
             max_message_bytes: self.max_message_bytes,
             max_body_bytes: self.max_body_bytes,
-            keepalive: seconds("keepalive-secs", self.keepalive_secs)?,
+            keepalive: self.keepalive_secs,
             retry: Duration::from_millis(self.retry_ms),
-            ping_interval: seconds("ping-secs", self.ping_secs)?,
+            ping_interval: self.ping_secs,
             replay_capacity: self.replay_capacity,
             client_queue: self.client_queue,
             counter_interval: Duration::from_millis(self.counter_interval_ms),
@@ -110,12 +113,10 @@ impl ServeArgs {
         Ok(config)
     }
 
-    /// Grace period for connections to finish at shutdown.
-    ///
-    /// # Errors
-    /// [`FlagError`] when it is not a positive number of seconds.
-    pub fn shutdown_grace(&self) -> Result<Duration, FlagError> {
-        seconds("shutdown-grace-secs", self.shutdown_grace_secs)
+    /// Grace period for connections to finish at shutdown (validated by clap: positive).
+    #[must_use]
+    pub fn shutdown_grace(&self) -> Duration {
+        self.shutdown_grace_secs
     }
 }
 

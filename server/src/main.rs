@@ -24,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let config = cli.serve.to_config()?;
-    let grace = cli.serve.shutdown_grace()?;
+    let grace = cli.serve.shutdown_grace();
     server::serve_until(config, cli.serve.listen, server::shutdown_signal(), grace)
         .await
         .context("target server failed")

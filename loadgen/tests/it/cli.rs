@@ -64,6 +64,9 @@ fn usage_errors_are_exit_code_2() {
         &["frobnicate"][..],
         &["calibrate", "--interval", "5ms", "--delay", "5ms"][..],
         &["calibrate", "--connections", "0"][..],
+        // Same flags, same validation as rt-server: no silent fallback.
+        &["serve", "--shutdown-grace-secs", "0"][..],
+        &["serve", "--keepalive-secs", "-1"][..],
     ] {
         let out = loadgen(args);
         assert_eq!(
@@ -193,7 +196,7 @@ fn compare_passes_a_run_against_itself_and_exits_1_on_a_regression() {
         (&["--tolerance", "latency=lots"][..], "not a percentage"),
         (
             &["--noise-floor-ms=-1"][..],
-            "--noise-floor-ms must be 0 or more",
+            "'--noise-floor-ms <MS>': must be a number, 0 or more",
         ),
     ] {
         let out = compare(&base, extra);

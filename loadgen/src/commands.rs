@@ -1,0 +1,223 @@
+//! What each `loadgen` subcommand does once its arguments are parsed and validated (`main.rs`
+//! only parses). Every function prints its own output and returns the process exit code:
+//! 0 pass, 1 failed (thresholds, loss, interruption, time limit, a regression, calibration
+//! outside its goals), 2 invalid scenario, usage or run directory, 3 target unreachable or
+//! failed.
+
+// Standard output is the interface of these commands: plans, tables, the port line.
+#![allow(clippy::print_stdout)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::calibrate::{CalibrateError, CalibrateOptions};
+use crate::compare::CompareOptions;
+use crate::raw_samples::RawSamplesOptions;
+use crate::run::{Progress, RunOptions};
+
+/// `loadgen run`.
+#[derive(Debug)]
+pub struct RunCommand {
+    /// The scenario file.
+    pub file: PathBuf,
+    /// `--target`.
+    pub target: Option<SocketAddr>,
+    /// `--token`.
+    pub token: Option<String>,
+    /// `--out`.
+    pub out: Option<PathBuf>,
+    /// `--max-clients` (>= 1).
+    pub max_clients: Option<u32>,
+    /// `--duration`.
+    pub duration: Option<Duration>,
+    /// `--quiet`.
+    pub quiet: bool,
+    /// `--raw-samples` and `--raw-samples-limit`.
+    pub raw_samples: Option<RawSamplesOptions>,
+}
+
+/// Runs a scenario (Ctrl-C stops it and still writes the results) and prints the table.
+pub async fn run(cmd: RunCommand) -> i32 {
+    let mut scenario = match crate::scenario::load(&cmd.file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    scenario.scale_down(cmd.max_clients, cmd.duration);
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        server::shutdown_signal().await;
+        eprintln!("\ninterrupted: stopping and writing the results gathered so far");
+        let _ = cancel_tx.send(true);
+    });
+    let options = RunOptions {
+        scenario,
+        scenario_file: Some(cmd.file),
+        target: cmd.target,
+        token: cmd.token,
+        out: cmd.out,
+        results_root: PathBuf::from("results/runs"),
+        server_exe: std::env::current_exe().ok(),
+        progress: Progress::detect(cmd.quiet),
+        command_line: std::env::args().collect(),
+        cancel: Some(cancel_rx),
+        raw_samples: cmd.raw_samples,
+    };
+    match crate::run(options).await {
+        Ok(report) => {
+            print!("{}", report.table());
+            report.exit_code()
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Prints what a run of `file` would do.
+#[must_use]
+pub fn validate(file: &Path) -> i32 {
+    match crate::scenario::load(file) {
+        Ok(s) => {
+            print!("{}", s.plan());
+            println!("ok: {} is valid", file.display());
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}
+
+/// Rewrites `dir/report.html` from the run directory's files.
+#[must_use]
+pub fn report(dir: &Path) -> i32 {
+    match crate::html::write_report(dir) {
+        Ok(path) => {
+            println!("wrote {}", path.display());
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}
+
+/// Compares `current` with `baseline`, prints the markdown table and appends it to
+/// `$GITHUB_STEP_SUMMARY` when set. Exit 0 without regression, 1 with one, 2 when the runs
+/// cannot be compared.
+#[must_use]
+pub fn compare(baseline: &Path, current: &Path, options: &CompareOptions) -> i32 {
+    let comparisons = match crate::compare::compare_paths(baseline, current, options) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let table = crate::compare::markdown(&comparisons);
+    print!("{table}");
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{table}\n").as_bytes()));
+        if let Err(e) = appended {
+            eprintln!(
+                "warning: cannot append to GITHUB_STEP_SUMMARY ({}): {e}",
+                PathBuf::from(&path).display()
+            );
+        }
+    }
+    let failures: usize = comparisons
+        .iter()
+        .map(crate::compare::Comparison::failures)
+        .sum();
+    i32::from(failures > 0)
+}
+
+/// `loadgen calibrate`; `out: None` writes under `results/runs/calibrate-<UTC time>`.
+#[derive(Debug)]
+pub struct CalibrateCommand {
+    /// `--duration`.
+    pub duration: Duration,
+    /// `--connections`.
+    pub connections: u32,
+    /// `--interval`.
+    pub interval: Duration,
+    /// `--delay-every`.
+    pub delay_every: u64,
+    /// `--delay`.
+    pub delay: Duration,
+    /// `--out`.
+    pub out: Option<PathBuf>,
+}
+
+/// Measures loadgen's own error against the bundled server's truth and prints the table.
+/// Exit 0 within the goals, 1 outside them or when a run fails, 2 for settings that cannot
+/// work.
+pub async fn calibrate(cmd: CalibrateCommand) -> i32 {
+    let Ok(server_exe) = std::env::current_exe() else {
+        eprintln!("error: cannot find loadgen's own executable to start the server with");
+        return 1;
+    };
+    let out = cmd.out.unwrap_or_else(|| {
+        PathBuf::from("results/runs").join(format!(
+            "calibrate-{}",
+            crate::output::compact_time(wire::now_unix_us())
+        ))
+    });
+    let options = CalibrateOptions {
+        duration: cmd.duration,
+        connections: cmd.connections,
+        interval: cmd.interval,
+        delay_every: cmd.delay_every,
+        delay: cmd.delay,
+        out,
+        server_exe,
+    };
+    match crate::calibrate::calibrate(options).await {
+        Ok(c) => {
+            print!("{}", c.table());
+            i32::from(!c.within_goal())
+        }
+        Err(CalibrateError::Invalid(m)) => {
+            eprintln!("error: {m}");
+            2
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+/// Runs the bundled target server until SIGINT/SIGTERM; prints the line the parent reads to
+/// learn the port. Exit 2 for flags out of range, 3 when it cannot listen.
+pub async fn serve(args: &server::cli::ServeArgs) -> i32 {
+    let config = match args.to_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let running = match server::start(config, args.listen).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 3;
+        }
+    };
+    println!("{} {}", crate::target::LISTENING, running.local_addr());
+    server::shutdown_signal().await;
+    running.shutdown(args.shutdown_grace()).await;
+    0
+}
