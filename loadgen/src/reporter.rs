@@ -117,33 +117,19 @@ pub(crate) struct ReporterArgs {
 /// samples memory, appends a time-series row, shows progress, watches the target.
 async fn reporter(mut a: ReporterArgs, mut stop: watch::Receiver<bool>) -> Gathered {
     let mut gathered = Gathered::default();
-    let base = SystemTime::now();
-    let mut files: Vec<BufWriter<std::fs::File>> = Metric::ALL
-        .iter()
-        .filter_map(|m| {
-            std::fs::File::create(a.run_dir.join(format!("{}.hlog", m.name())))
-                .ok()
-                .map(BufWriter::new)
-        })
-        .collect();
-    let mut serializers: Vec<V2DeflateSerializer> =
-        files.iter().map(|_| V2DeflateSerializer::new()).collect();
-    let mut builder = IntervalLogWriterBuilder::new();
-    builder
-        .with_base_time(base)
-        .with_start_time(base)
-        .add_comment("loadgen latency log; values in microseconds");
-    let mut logs: Vec<_> = files
-        .iter_mut()
-        .zip(serializers.iter_mut())
-        .filter_map(|(f, s)| builder.begin_log_with(f, s).ok())
-        .collect();
+    let mut hlogs = HlogFiles::create(&a.run_dir);
+    let mut logs = hlogs.begin(SystemTime::now());
     let mut ticker =
         tokio::time::interval_at(a.t0 + Duration::from_secs(1), Duration::from_secs(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut last_received, mut last_errors) = (0u64, 0u64);
     let mut last_tick = a.t0;
-    let mut refused_in_a_row = 0u32;
+    let mut watch = TargetWatch {
+        server_pid: a.server_pid,
+        remote: a.remote.then_some(a.target_addr),
+        refused_in_a_row: 0,
+        failed: Arc::clone(&a.target_failed),
+    };
     let mut collector = IntervalCollector::new(&a.shards);
     let mut raw = a.raw.take();
     let mut raw_error = None;
@@ -165,53 +151,17 @@ async fn reporter(mut a: ReporterArgs, mut stop: watch::Receiver<bool>) -> Gathe
             let start = last_tick.saturating_duration_since(a.t0);
             let length = now.saturating_duration_since(last_tick);
             for (log, metric) in logs.iter_mut().zip(Metric::ALL) {
-                let h = interval.get(metric);
-                if !h.is_empty() {
-                    let _ = log.write_histogram(h, start, length, None);
-                }
+                write_interval(log, interval.get(metric), start, length);
             }
         }
         last_tick = now;
         let counters = a.shards.counters();
         let received = a.ctx.received.load(Ordering::Relaxed);
         let client_rss = sysinfo::rss_bytes(None);
-        let server_rss = match a.server_pid {
-            Some(pid) => {
-                let rss = sysinfo::rss_bytes(Some(pid));
-                if rss.is_none() && !stopping {
-                    *a.target_failed
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner) =
-                        Some("the bundled server exited".to_owned());
-                }
-                rss
-            }
-            None if a.remote => {
-                // A remote target is gone when it refuses connections three seconds running.
-                if client::tcp_connect(a.target_addr).await.is_ok() {
-                    refused_in_a_row = 0;
-                } else {
-                    refused_in_a_row += 1;
-                    if refused_in_a_row >= 3 && !stopping {
-                        *a.target_failed
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner) =
-                            Some(format!("{} refuses connections", a.target_addr));
-                    }
-                }
-                target::scrape(a.target_addr)
-                    .await
-                    .get("process_resident_memory_bytes")
-                    .and_then(|v| gauge_u64(*v))
-            }
-            None => None,
-        };
+        let server_rss = watch.sample(stopping).await;
         gathered.client_peak = gathered.client_peak.max(client_rss);
         gathered.server_peak = gathered.server_peak.max(server_rss);
-        let p99 = |m: Metric| {
-            let h = interval.get(m);
-            (!h.is_empty()).then(|| h.value_at_quantile(0.99))
-        };
+        let p99 = |m: Metric| p99_of(interval.get(m));
         let row = Row {
             t_s: now.saturating_duration_since(a.t0).as_secs_f64(),
             connections_open: a.ctx.open.load(Ordering::Relaxed),
@@ -241,15 +191,120 @@ async fn reporter(mut a: ReporterArgs, mut stop: watch::Receiver<bool>) -> Gathe
         eprintln!();
     }
     drop(logs);
-    for f in &mut files {
-        let _ = f.flush();
-    }
+    hlogs.flush();
     gathered.raw = match (raw, raw_error, a.ctx.raw.as_ref()) {
         (_, Some(e), _) => Some(Err(e)),
         (Some(writer), None, Some(budget)) => Some(writer.finish(budget)),
         _ => None,
     };
     gathered
+}
+
+/// The `.hlog` files of a run, one per metric (a metric whose file cannot be created has
+/// none, and then no log is written at all).
+struct HlogFiles {
+    files: Vec<BufWriter<std::fs::File>>,
+    serializers: Vec<V2DeflateSerializer>,
+}
+
+type HlogWriter<'a> = hdrhistogram::serialization::interval_log::IntervalLogWriter<
+    'a,
+    'a,
+    BufWriter<std::fs::File>,
+    V2DeflateSerializer,
+>;
+
+impl HlogFiles {
+    fn create(dir: &std::path::Path) -> Self {
+        let files: Vec<_> = Metric::ALL
+            .iter()
+            .filter_map(|m| {
+                std::fs::File::create(dir.join(format!("{}.hlog", m.name())))
+                    .ok()
+                    .map(BufWriter::new)
+            })
+            .collect();
+        let serializers = files.iter().map(|_| V2DeflateSerializer::new()).collect();
+        Self { files, serializers }
+    }
+
+    /// Writes the log headers (base time `base`, values in µs) and returns one writer per
+    /// metric, in [`Metric::ALL`] order.
+    fn begin(&mut self, base: SystemTime) -> Vec<HlogWriter<'_>> {
+        let mut builder = IntervalLogWriterBuilder::new();
+        builder
+            .with_base_time(base)
+            .with_start_time(base)
+            .add_comment("loadgen latency log; values in microseconds");
+        self.files
+            .iter_mut()
+            .zip(self.serializers.iter_mut())
+            .filter_map(|(f, s)| builder.begin_log_with(f, s).ok())
+            .collect()
+    }
+
+    fn flush(&mut self) {
+        for f in &mut self.files {
+            let _ = f.flush();
+        }
+    }
+}
+
+/// Appends one interval to an `.hlog` (nothing for an empty interval).
+fn write_interval(
+    log: &mut HlogWriter<'_>,
+    h: &hdrhistogram::Histogram<u64>,
+    start: Duration,
+    length: Duration,
+) {
+    if !h.is_empty() {
+        let _ = log.write_histogram(h, start, length, None);
+    }
+}
+
+/// p99 of a histogram, `None` when empty.
+fn p99_of(h: &hdrhistogram::Histogram<u64>) -> Option<u64> {
+    (!h.is_empty()).then(|| h.value_at_quantile(0.99))
+}
+
+/// Samples the target's RSS each tick and notices when it died: the bundled server's
+/// process is gone, or a remote target refused connections three seconds running.
+struct TargetWatch {
+    server_pid: Option<u32>,
+    /// A remote target's address (memory from its `/metrics`).
+    remote: Option<SocketAddr>,
+    refused_in_a_row: u32,
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+impl TargetWatch {
+    /// The target's RSS now, if known; records a death unless the run is `stopping`.
+    async fn sample(&mut self, stopping: bool) -> Option<u64> {
+        if let Some(pid) = self.server_pid {
+            let rss = sysinfo::rss_bytes(Some(pid));
+            if rss.is_none() && !stopping {
+                self.fail("the bundled server exited".to_owned());
+            }
+            return rss;
+        }
+        let addr = self.remote?;
+        if client::tcp_connect(addr).await.is_ok() {
+            self.refused_in_a_row = 0;
+        } else {
+            self.refused_in_a_row += 1;
+            if self.refused_in_a_row >= 3 && !stopping {
+                self.fail(format!("{addr} refuses connections"));
+            }
+        }
+        target::scrape(addr)
+            .await
+            .get("process_resident_memory_bytes")
+            .and_then(|v| gauge_u64(*v))
+    }
+
+    fn fail(&self, why: String) {
+        *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
+    }
 }
 
 fn show_progress(mode: Progress, second: usize, row: &Row, totals: &Histograms, errors: u64) {

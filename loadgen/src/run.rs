@@ -139,37 +139,11 @@ fn arrival_offset(arrival: Arrival, i: u32, count: u32) -> Duration {
 /// [`RunError`] when the run cannot start or its results cannot be written; a run that starts
 /// always produces a [`Report`], whatever happens to the target.
 pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
-    let scenario = opts.scenario;
-    sysinfo::raise_fd_limit(descriptors_needed(&scenario))?;
+    sysinfo::raise_fd_limit(descriptors_needed(&opts.scenario))?;
     // Checked before anything starts: a raw-samples file that cannot be written is an error.
-    let raw_writer = match &opts.raw_samples {
-        Some(raw) => Some(
-            RawWriter::create(&raw.path, scenario.clients.iter().map(|g| g.name.as_str()))
-                .map_err(|source| RunError::Output {
-                    path: raw.path.clone(),
-                    source,
-                })?,
-        ),
-        None => None,
-    };
-    let target_addr = opts.target.or(scenario.target);
-    let target = match target_addr {
-        Some(addr) => {
-            client::tcp_connect(addr)
-                .await
-                .map_err(|e| TargetError::Unreachable {
-                    addr,
-                    reason: e.to_string(),
-                })?;
-            Target::remote(addr)
-        }
-        None => {
-            let exe = opts.server_exe.clone().ok_or_else(|| {
-                TargetError::Start("no executable to start the bundled server with".to_owned())
-            })?;
-            Target::spawn(&exe, &scenario.server.to_args()).await?
-        }
-    };
+    let raw_writer = open_raw_samples(&opts)?;
+    let target_addr = opts.target.or(opts.scenario.target);
+    let target = start_target(&opts, target_addr).await?;
     let facts = RunFacts {
         scenario_file: opts.scenario_file.clone(),
         command_line: opts.command_line.clone(),
@@ -182,7 +156,7 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
     let run_dir = output::run_dir(
         opts.out.as_deref(),
         &opts.results_root,
-        &scenario.name,
+        &opts.scenario.name,
         started_unix_us,
     );
     std::fs::create_dir_all(&run_dir).map_err(|source| RunError::Output {
@@ -191,20 +165,13 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
     })?;
     let t0 = Instant::now();
     let server_before = target::scrape(target.addr).await;
-    let server_pid = target.pid();
-    let server_rss = move |scraped: Option<&std::collections::BTreeMap<String, f64>>| {
-        server_pid.map_or_else(
-            || {
-                scraped
-                    .and_then(|m| m.get("process_resident_memory_bytes"))
-                    .and_then(|v| gauge_u64(*v))
-            },
-            |pid| sysinfo::rss_bytes(Some(pid)),
-        )
+    let server_rss = ServerRss {
+        pid: target.pid(),
+        remote: target_addr,
     };
     let mut memory = Memory {
         client_baseline: sysinfo::rss_bytes(None),
-        server_baseline: server_rss(Some(&server_before)),
+        server_baseline: server_rss.given_scrape(&server_before),
         ..Memory::default()
     };
 
@@ -214,60 +181,15 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
             target.addr,
             opts.token.clone(),
             &signals,
-            (scenario.clients.len(), scenario.publishers.len()),
-            scenario.run.warmup,
+            (opts.scenario.clients.len(), opts.scenario.publishers.len()),
+            opts.scenario.run.warmup,
             opts.raw_samples.as_ref().map(|r| r.limit),
         )
         .map_err(|e| TargetError::Start(format!("cannot start the send timer thread: {e}")))?,
     );
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let shards = Shards::new(cores * 2);
-    let mut tasks = JoinSet::new();
-    let mut conn_index = 0usize;
-    let mut last_arrival = Duration::ZERO;
-    for (gi, group) in scenario.clients.iter().enumerate() {
-        let publisher = match &group.expect {
-            Expect::Publisher(name) => scenario.publishers.iter().position(|p| &p.name == name),
-            _ => None,
-        };
-        let run = Arc::new(GroupRun {
-            index: gi,
-            spec: group.clone(),
-            publisher,
-        });
-        for i in 0..group.count {
-            let offset = arrival_offset(group.arrival, i, group.count);
-            last_arrival = last_arrival.max(offset);
-            let shard = shards.for_index(conn_index);
-            let start_at = t0 + offset;
-            match group.protocol {
-                Protocol::Sse => tasks.spawn(client::sse::run(
-                    Arc::clone(&ctx),
-                    Arc::clone(&run),
-                    shard,
-                    start_at,
-                    conn_index as u64,
-                )),
-                Protocol::Ws => tasks.spawn(client::ws::run(
-                    Arc::clone(&ctx),
-                    Arc::clone(&run),
-                    shard,
-                    start_at,
-                    conn_index as u64 + 1,
-                )),
-            };
-            conn_index += 1;
-        }
-    }
-    for (pi, p) in scenario.publishers.iter().enumerate() {
-        tasks.spawn(client::publisher::run(
-            Arc::clone(&ctx),
-            p.clone(),
-            pi,
-            shards.for_index(pi),
-        ));
-    }
-
+    let (mut tasks, last_arrival) = spawn_load(&opts.scenario, &ctx, &shards, t0);
     let target_failed: Arc<Mutex<Option<String>>> = Arc::default();
     let reporter = reporter::Reporter::start(reporter::ReporterArgs {
         raw: raw_writer,
@@ -275,7 +197,7 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
         shards: shards.clone(),
         run_dir: run_dir.clone(),
         t0,
-        server_pid,
+        server_pid: server_rss.pid,
         target_addr: target.addr,
         remote: target_addr.is_some(),
         progress: opts.progress,
@@ -283,107 +205,24 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
     })
     .map_err(|e| TargetError::Start(format!("cannot start the reporter thread: {e}")))?;
 
-    let total = scenario.total_connections();
     let mut cpu = Cpu {
         cores,
         ..Cpu::default()
     };
-    let drive = async {
-        // Connect phase: every connection has finished its first attempt (established or
-        // failed), bounded by the last arrival plus the connect timeout. Counting open
-        // connections instead would stall on streams that drop and reconnect.
-        let connect_deadline = t0 + last_arrival + client::CONNECT_TIMEOUT;
-        while Instant::now() < connect_deadline
-            && ctx.first_attempts.load(Ordering::Relaxed) < total
-        {
-            sleep(Duration::from_millis(20)).await;
-        }
-        // Optionally let the server process the last joins and subscriptions before anyone
-        // sends (`run.settle`, default 0).
-        sleep(scenario.run.settle).await;
-        let from = Instant::now() + scenario.run.warmup;
-        let until = from + scenario.run.duration;
-        ctx.set_window((!scenario.run.warmup.is_zero()).then_some(from), until);
-        let _ = signals.start_sending.send(true);
-        sleep_until(from).await;
-        let cpu_start = (
-            Instant::now(),
-            sysinfo::cpu_time(None),
-            server_pid.and_then(|p| sysinfo::cpu_time(Some(p))),
-        );
-        sleep_until(until).await;
-        let wall = cpu_start.0.elapsed().as_secs_f64();
-        let pct = |a: Option<Duration>, b: Option<Duration>| {
-            Some((b?.saturating_sub(a?)).as_secs_f64() / wall * 100.0)
-        };
-        cpu.loadgen_percent = pct(cpu_start.1, sysinfo::cpu_time(None));
-        cpu.server_percent = pct(
-            cpu_start.2,
-            server_pid.and_then(|p| sysinfo::cpu_time(Some(p))),
-        );
-        memory.client_plateau = sysinfo::rss_bytes(None);
-        memory.server_plateau = if target_addr.is_some() {
-            let addr = target.addr;
-            let scraped = reporter::off_runtime(async move { target::scrape(addr).await })
-                .await
-                .unwrap_or_default();
-            server_rss(Some(&scraped))
-        } else {
-            server_rss(None)
-        };
-        memory.connections = ctx.open.load(Ordering::Relaxed);
-        let _ = signals.stop_sending.send(true);
-        // Drain: wait until nothing has arrived for half a second (at most 5 s).
-        let drain_end = Instant::now() + Duration::from_secs(5);
-        let mut last = ctx.received.load(Ordering::Relaxed);
-        let mut quiet_since = Instant::now();
-        while Instant::now() < drain_end && quiet_since.elapsed() < Duration::from_millis(500) {
-            sleep(Duration::from_millis(50)).await;
-            let now = ctx.received.load(Ordering::Relaxed);
-            if now != last {
-                last = now;
-                quiet_since = Instant::now();
-            }
-        }
-    };
-    let mut cancel = opts.cancel.clone();
-    let cancelled = async {
-        match &mut cancel {
-            Some(rx) => {
-                let _ = rx.wait_for(|c| *c).await;
-            }
-            None => std::future::pending().await,
-        }
-    };
-    let failed_flag = Arc::clone(&target_failed);
-    let target_died = async move {
-        loop {
-            sleep(Duration::from_millis(200)).await;
-            if let Some(why) = failed_flag
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone()
-            {
-                return why;
-            }
-        }
+    let phases = Phases {
+        ctx: &ctx,
+        signals: &signals,
+        scenario: &opts.scenario,
+        server_rss,
+        connect_deadline: t0 + last_arrival + client::CONNECT_TIMEOUT,
     };
     let outcome = tokio::select! {
-        () = drive => Outcome::Completed,
-        () = sleep_until(t0 + scenario.run.time_limit) => Outcome::TimeLimit,
-        () = cancelled => Outcome::Interrupted,
-        why = target_died => Outcome::TargetFailed(why),
+        () = phases.drive(&mut cpu, &mut memory) => Outcome::Completed,
+        () = sleep_until(t0 + opts.scenario.run.time_limit) => Outcome::TimeLimit,
+        () = cancelled(opts.cancel.clone()) => Outcome::Interrupted,
+        why = target_died(&target_failed) => Outcome::TargetFailed(why),
     };
-    let _ = signals.stop_sending.send(true);
-    let _ = signals.stop.send(true);
-    let joined = tokio::time::timeout(Duration::from_secs(10), async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    if joined.is_err() {
-        tracing::warn!("some connections did not close within 10 s; abandoning them");
-        tasks.abort_all();
-    }
+    stop_load(&signals, &mut tasks).await;
     let gathered = reporter.finish().await;
     let server_after = target::scrape(target.addr).await;
     target.stop().await;
@@ -401,9 +240,9 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
     memory.client_peak = gathered.client_peak;
     memory.server_peak = gathered.server_peak;
     let counters = shards.counters();
-    let thresholds = report::evaluate(&scenario.thresholds, &gathered.totals, &counters);
+    let thresholds = report::evaluate(&opts.scenario.thresholds, &gathered.totals, &counters);
     let report = Report {
-        scenario,
+        scenario: opts.scenario,
         run_dir: run_dir.clone(),
         started_unix_us,
         elapsed: t0.elapsed(),
@@ -430,4 +269,224 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
     // Built from the files just written, exactly as `loadgen report` rebuilds it.
     crate::html::write_report(&run_dir)?;
     Ok(report)
+}
+
+/// Creates the `--raw-samples` file, if asked for.
+fn open_raw_samples(opts: &RunOptions) -> Result<Option<RawWriter>, RunError> {
+    let Some(raw) = &opts.raw_samples else {
+        return Ok(None);
+    };
+    let groups = opts.scenario.clients.iter().map(|g| g.name.as_str());
+    RawWriter::create(&raw.path, groups)
+        .map(Some)
+        .map_err(|source| RunError::Output {
+            path: raw.path.clone(),
+            source,
+        })
+}
+
+/// Checks a remote target answers, or starts the bundled server.
+async fn start_target(
+    opts: &RunOptions,
+    target_addr: Option<SocketAddr>,
+) -> Result<Target, RunError> {
+    if let Some(addr) = target_addr {
+        client::tcp_connect(addr)
+            .await
+            .map_err(|e| TargetError::Unreachable {
+                addr,
+                reason: e.to_string(),
+            })?;
+        return Ok(Target::remote(addr));
+    }
+    let exe = opts.server_exe.clone().ok_or_else(|| {
+        TargetError::Start("no executable to start the bundled server with".to_owned())
+    })?;
+    Ok(Target::spawn(&exe, &opts.scenario.server.to_args()).await?)
+}
+
+/// Spawns every connection at its arrival time and every publisher; returns the tasks and
+/// the last arrival offset.
+fn spawn_load(
+    scenario: &Scenario,
+    ctx: &Ctx,
+    shards: &Shards,
+    t0: Instant,
+) -> (JoinSet<()>, Duration) {
+    let mut tasks = JoinSet::new();
+    let mut conn_index = 0usize;
+    let mut last_arrival = Duration::ZERO;
+    for (gi, group) in scenario.clients.iter().enumerate() {
+        let publisher = match &group.expect {
+            Expect::Publisher(name) => scenario.publishers.iter().position(|p| &p.name == name),
+            _ => None,
+        };
+        let run = Arc::new(GroupRun {
+            index: gi,
+            spec: group.clone(),
+            publisher,
+        });
+        for i in 0..group.count {
+            let offset = arrival_offset(group.arrival, i, group.count);
+            last_arrival = last_arrival.max(offset);
+            let shard = shards.for_index(conn_index);
+            let start_at = t0 + offset;
+            let (ctx, run, conn) = (Arc::clone(ctx), Arc::clone(&run), conn_index as u64);
+            match group.protocol {
+                Protocol::Sse => tasks.spawn(client::sse::run(ctx, run, shard, start_at, conn)),
+                Protocol::Ws => tasks.spawn(client::ws::run(ctx, run, shard, start_at, conn + 1)),
+            };
+            conn_index += 1;
+        }
+    }
+    for (pi, p) in scenario.publishers.iter().enumerate() {
+        let (ctx, shard) = (Arc::clone(ctx), shards.for_index(pi));
+        tasks.spawn(client::publisher::run(ctx, p.clone(), pi, shard));
+    }
+    (tasks, last_arrival)
+}
+
+/// Where the target's RSS comes from: the bundled server's pid, or a remote target's
+/// `/metrics` (`process_resident_memory_bytes`).
+#[derive(Debug, Clone, Copy)]
+struct ServerRss {
+    pid: Option<u32>,
+    remote: Option<SocketAddr>,
+}
+
+impl ServerRss {
+    /// RSS now (bundled) or from a scrape already taken (remote).
+    fn given_scrape(self, scraped: &std::collections::BTreeMap<String, f64>) -> Option<u64> {
+        match self.pid {
+            Some(pid) => sysinfo::rss_bytes(Some(pid)),
+            None => scraped
+                .get("process_resident_memory_bytes")
+                .and_then(|v| gauge_u64(*v)),
+        }
+    }
+
+    /// RSS now; a remote target is scraped off the I/O runtime.
+    async fn now(self) -> Option<u64> {
+        match (self.pid, self.remote) {
+            (None, Some(addr)) => {
+                let scraped = reporter::off_runtime(async move { target::scrape(addr).await })
+                    .await
+                    .unwrap_or_default();
+                self.given_scrape(&scraped)
+            }
+            _ => self.given_scrape(&std::collections::BTreeMap::new()),
+        }
+    }
+}
+
+/// The run's phases after the connections were spawned.
+struct Phases<'a> {
+    ctx: &'a Ctx,
+    signals: &'a Signals,
+    scenario: &'a Scenario,
+    server_rss: ServerRss,
+    connect_deadline: Instant,
+}
+
+impl Phases<'_> {
+    /// Connect → settle → warm-up → measured phase (CPU and the memory plateau sampled at its
+    /// ends) → drain.
+    async fn drive(&self, cpu: &mut Cpu, memory: &mut Memory) {
+        self.connect().await;
+        // Optionally let the server process the last joins and subscriptions before anyone
+        // sends (`run.settle`, default 0).
+        sleep(self.scenario.run.settle).await;
+        let from = Instant::now() + self.scenario.run.warmup;
+        let until = from + self.scenario.run.duration;
+        let warmup = !self.scenario.run.warmup.is_zero();
+        self.ctx.set_window(warmup.then_some(from), until);
+        let _ = self.signals.start_sending.send(true);
+        sleep_until(from).await;
+        let server_pid = self.server_rss.pid;
+        let cpu_start = (
+            Instant::now(),
+            sysinfo::cpu_time(None),
+            server_pid.and_then(|p| sysinfo::cpu_time(Some(p))),
+        );
+        sleep_until(until).await;
+        let wall = cpu_start.0.elapsed().as_secs_f64();
+        let pct = |a: Option<Duration>, b: Option<Duration>| {
+            Some((b?.saturating_sub(a?)).as_secs_f64() / wall * 100.0)
+        };
+        cpu.loadgen_percent = pct(cpu_start.1, sysinfo::cpu_time(None));
+        cpu.server_percent = pct(
+            cpu_start.2,
+            server_pid.and_then(|p| sysinfo::cpu_time(Some(p))),
+        );
+        memory.client_plateau = sysinfo::rss_bytes(None);
+        memory.server_plateau = self.server_rss.now().await;
+        memory.connections = self.ctx.open.load(Ordering::Relaxed);
+        let _ = self.signals.stop_sending.send(true);
+        self.drain().await;
+    }
+
+    /// Until every connection has finished its first attempt (established or failed),
+    /// bounded by the last arrival plus the connect timeout. Counting open connections
+    /// instead would stall on streams that drop and reconnect.
+    async fn connect(&self) {
+        let total = self.scenario.total_connections();
+        while Instant::now() < self.connect_deadline
+            && self.ctx.first_attempts.load(Ordering::Relaxed) < total
+        {
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Until nothing has arrived for half a second (at most 5 s).
+    async fn drain(&self) {
+        let drain_end = Instant::now() + Duration::from_secs(5);
+        let mut last = self.ctx.received.load(Ordering::Relaxed);
+        let mut quiet_since = Instant::now();
+        while Instant::now() < drain_end && quiet_since.elapsed() < Duration::from_millis(500) {
+            sleep(Duration::from_millis(50)).await;
+            let now = self.ctx.received.load(Ordering::Relaxed);
+            if now != last {
+                last = now;
+                quiet_since = Instant::now();
+            }
+        }
+    }
+}
+
+/// Completes when `cancel` is raised (Ctrl-C); never without one.
+async fn cancelled(cancel: Option<watch::Receiver<bool>>) {
+    match cancel {
+        Some(mut rx) => {
+            let _ = rx.wait_for(|c| *c).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes with the reason once the reporter has seen the target die.
+async fn target_died(failed: &Mutex<Option<String>>) -> String {
+    loop {
+        sleep(Duration::from_millis(200)).await;
+        if let Some(why) = failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        {
+            return why;
+        }
+    }
+}
+
+/// Stops senders and connections and waits (at most 10 s) for every task to end.
+async fn stop_load(signals: &Signals, tasks: &mut JoinSet<()>) {
+    let _ = signals.stop_sending.send(true);
+    let _ = signals.stop.send(true);
+    let joined = tokio::time::timeout(Duration::from_secs(10), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if joined.is_err() {
+        tracing::warn!("some connections did not close within 10 s; abandoning them");
+        tasks.abort_all();
+    }
 }
