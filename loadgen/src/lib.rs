@@ -6,6 +6,7 @@ pub mod cli;
 pub(crate) mod client;
 pub mod commands;
 pub mod compare;
+pub mod host;
 pub mod html;
 pub mod output;
 pub mod raw_samples;
@@ -15,7 +16,6 @@ pub mod run;
 pub mod rundir;
 pub mod scenario;
 pub mod stats;
-pub mod sysinfo;
 pub mod target;
 pub mod tracker;
 

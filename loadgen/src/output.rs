@@ -280,7 +280,7 @@ pub fn run_json(report: &Report, facts: &RunFacts) -> serde_json::Value {
         "started_at": rfc3339(report.started_unix_us),
         "elapsed_s": report.elapsed.as_secs_f64(),
         "measured_s": report.scenario.run.duration.as_secs_f64(),
-        "machine": crate::sysinfo::machine(),
+        "machine": crate::host::machine(),
         "outcome": format!("{:?}", report.outcome),
         "exit_code": report.exit_code(),
         "failures": report.failures(),

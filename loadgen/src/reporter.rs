@@ -23,8 +23,8 @@ use crate::raw_samples::{RawSamplesSummary, RawWriter};
 use crate::report::Row;
 use crate::run::Progress;
 use crate::stats::{Histograms, IntervalCollector, Metric, Shards};
-use crate::sysinfo;
 use crate::target;
+use server::process::ProcessSampler;
 
 /// What the reporter hands back at the end.
 #[derive(Debug, Default)]
@@ -129,7 +129,9 @@ async fn reporter(mut a: ReporterArgs, mut stop: watch::Receiver<bool>) -> Gathe
         remote: a.remote.then_some(a.target_addr),
         refused_in_a_row: 0,
         failed: Arc::clone(&a.target_failed),
+        sampler: ProcessSampler::default(),
     };
+    let mut own = ProcessSampler::default();
     let mut collector = IntervalCollector::new(&a.shards);
     let mut raw = a.raw.take();
     let mut raw_error = None;
@@ -157,7 +159,7 @@ async fn reporter(mut a: ReporterArgs, mut stop: watch::Receiver<bool>) -> Gathe
         last_tick = now;
         let counters = a.shards.counters();
         let received = a.ctx.received.load(Ordering::Relaxed);
-        let client_rss = sysinfo::rss_bytes(None);
+        let client_rss = own.sample(None).map(|s| s.rss_bytes);
         let server_rss = watch.sample(stopping).await;
         gathered.client_peak = gathered.client_peak.max(client_rss);
         gathered.server_peak = gathered.server_peak.max(server_rss);
@@ -275,13 +277,14 @@ struct TargetWatch {
     remote: Option<SocketAddr>,
     refused_in_a_row: u32,
     failed: Arc<Mutex<Option<String>>>,
+    sampler: ProcessSampler,
 }
 
 impl TargetWatch {
     /// The target's RSS now, if known; records a death unless the run is `stopping`.
     async fn sample(&mut self, stopping: bool) -> Option<u64> {
         if let Some(pid) = self.server_pid {
-            let rss = sysinfo::rss_bytes(Some(pid));
+            let rss = self.sampler.sample(Some(pid)).map(|s| s.rss_bytes);
             if rss.is_none() && !stopping {
                 self.fail("the bundled server exited".to_owned());
             }

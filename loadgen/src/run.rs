@@ -17,14 +17,15 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::client::{self, Ctx, GroupRun, RunCtx, Signals};
+use crate::host::{self, FdLimitError};
 use crate::output::{self, RunFacts};
 use crate::raw_samples::{RawSamplesOptions, RawWriter};
 use crate::report::{self, Cpu, Memory, Outcome, Report};
 use crate::reporter::{self, gauge_u64};
 use crate::scenario::{Arrival, Expect, Protocol, Scenario};
 use crate::stats::Shards;
-use crate::sysinfo::{self, FdLimitError};
 use crate::target::{self, Target, TargetError};
+use server::process;
 
 /// How progress is shown on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +140,7 @@ fn arrival_offset(arrival: Arrival, i: u32, count: u32) -> Duration {
 /// [`RunError`] when the run cannot start or its results cannot be written; a run that starts
 /// always produces a [`Report`], whatever happens to the target.
 pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
-    sysinfo::raise_fd_limit(descriptors_needed(&opts.scenario))?;
+    host::raise_fd_limit(descriptors_needed(&opts.scenario))?;
     // Checked before anything starts: a raw-samples file that cannot be written is an error.
     let raw_writer = open_raw_samples(&opts)?;
     let target_addr = opts.target.or(opts.scenario.target);
@@ -170,7 +171,7 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
         remote: target_addr,
     };
     let mut memory = Memory {
-        client_baseline: sysinfo::rss_bytes(None),
+        client_baseline: process::rss_bytes(None),
         server_baseline: server_rss.given_scrape(&server_before),
         ..Memory::default()
     };
@@ -358,7 +359,7 @@ impl ServerRss {
     /// RSS now (bundled) or from a scrape already taken (remote).
     fn given_scrape(self, scraped: &std::collections::BTreeMap<String, f64>) -> Option<u64> {
         match self.pid {
-            Some(pid) => sysinfo::rss_bytes(Some(pid)),
+            Some(pid) => process::rss_bytes(Some(pid)),
             None => scraped
                 .get("process_resident_memory_bytes")
                 .and_then(|v| gauge_u64(*v)),
@@ -405,20 +406,20 @@ impl Phases<'_> {
         let server_pid = self.server_rss.pid;
         let cpu_start = (
             Instant::now(),
-            sysinfo::cpu_time(None),
-            server_pid.and_then(|p| sysinfo::cpu_time(Some(p))),
+            process::cpu_time(None),
+            server_pid.and_then(|p| process::cpu_time(Some(p))),
         );
         sleep_until(until).await;
         let wall = cpu_start.0.elapsed().as_secs_f64();
         let pct = |a: Option<Duration>, b: Option<Duration>| {
             Some((b?.saturating_sub(a?)).as_secs_f64() / wall * 100.0)
         };
-        cpu.loadgen_percent = pct(cpu_start.1, sysinfo::cpu_time(None));
+        cpu.loadgen_percent = pct(cpu_start.1, process::cpu_time(None));
         cpu.server_percent = pct(
             cpu_start.2,
-            server_pid.and_then(|p| sysinfo::cpu_time(Some(p))),
+            server_pid.and_then(|p| process::cpu_time(Some(p))),
         );
-        memory.client_plateau = sysinfo::rss_bytes(None);
+        memory.client_plateau = process::rss_bytes(None);
         memory.server_plateau = self.server_rss.now().await;
         memory.connections = self.ctx.open.load(Ordering::Relaxed);
         let _ = self.signals.stop_sending.send(true);

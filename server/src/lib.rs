@@ -13,6 +13,7 @@ mod http;
 pub mod injection;
 pub mod limits;
 pub mod metrics;
+pub mod process;
 mod serve;
 pub mod shutdown;
 mod sse;

@@ -341,7 +341,7 @@ impl Metrics {
             "ts": wire::now_unix_us(),
             "open_total": self.open_total(),
             "limit": limit,
-            "rss_bytes": process_rss_bytes(),
+            "rss_bytes": crate::process::rss_bytes(None),
             "rejected": rejected,
             "scenarios": scenarios,
         })
@@ -481,7 +481,7 @@ impl Metrics {
              # TYPE rt_connections_open_total gauge\nrt_connections_open_total {}",
             self.open_total()
         );
-        if let Some(rss) = process_rss_bytes() {
+        if let Some(rss) = crate::process::rss_bytes(None) {
             let _ = writeln!(
                 out,
                 "# HELP process_resident_memory_bytes Resident set size in bytes.\n\
@@ -490,16 +490,6 @@ impl Metrics {
         }
         out
     }
-}
-
-/// Resident set size of this process in bytes, from `VmRSS` in `/proc/self/status` (Linux
-/// only; `None` elsewhere).
-#[must_use]
-pub fn process_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 #[cfg(test)]

@@ -568,7 +568,7 @@ fn a_scenario_needing_more_files_than_allowed_is_refused_with_exit_code_2() {
     );
     let needed = loadgen::run::descriptors_needed(&scenario);
     assert_eq!(needed, 1_000_000 + 64, "one per connection plus headroom");
-    let refused = loadgen::sysinfo::plan_fd_limit(needed, 1_024, 20_000).expect_err("too many");
+    let refused = loadgen::host::plan_fd_limit(needed, 1_024, 20_000).expect_err("too many");
     let err = RunError::from(refused);
     assert_eq!(err.exit_code(), 2);
     assert!(err.to_string().contains("open files"), "{err}");

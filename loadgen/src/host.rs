@@ -1,40 +1,7 @@
-//! What the OS says about processes and the machine: RSS, CPU time, the file limit.
-
-use std::time::Duration;
+//! What the OS says about the machine: the open-files limit and a description for
+//! `run.json`. Process memory and CPU come from `server::process` (the sysinfo crate).
 
 use rustix::process::{Resource, getrlimit, setrlimit};
-
-/// Resident set size of `pid` (or this process) in bytes, from `/proc/<pid>/status`.
-#[must_use]
-pub fn rss_bytes(pid: Option<u32>) -> Option<u64> {
-    let path = pid.map_or_else(
-        || "/proc/self/status".to_owned(),
-        |p| format!("/proc/{p}/status"),
-    );
-    let status = std::fs::read_to_string(path).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-/// User plus system CPU time of `pid` (or this process), from `/proc/<pid>/stat`.
-#[must_use]
-pub fn cpu_time(pid: Option<u32>) -> Option<Duration> {
-    let path = pid.map_or_else(
-        || "/proc/self/stat".to_owned(),
-        |p| format!("/proc/{p}/stat"),
-    );
-    let stat = std::fs::read_to_string(path).ok()?;
-    // The command name (field 2) may contain spaces; fields after its closing ')' are fixed.
-    let after = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    let ticks = rustix::param::clock_ticks_per_second().max(1);
-    Some(Duration::from_secs_f64(
-        (utime + stime) as f64 / ticks as f64,
-    ))
-}
 
 /// The open-files limit could not be raised far enough.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -133,13 +100,6 @@ pub fn machine() -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn own_process_is_measurable() {
-        assert!(rss_bytes(None).is_some_and(|b| b > 1024 * 1024));
-        assert!(cpu_time(None).is_some());
-        assert!(rss_bytes(Some(u32::MAX)).is_none(), "no such process");
-    }
 
     #[test]
     fn fd_needs_beyond_the_hard_limit_are_refused_clearly() {
