@@ -1,4 +1,4 @@
-//! Application state and the router that serves every scenario.
+//! The application: its state ([`crate::state`]) and the router that serves every scenario.
 
 use std::sync::Arc;
 
@@ -8,26 +8,11 @@ use crate::config::{ConfigError, ServerConfig};
 use crate::http::{common, pages, sse, ws};
 use crate::limits::ConnectionLimiter;
 use crate::metrics::{Metrics, Scenario};
-use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::shutdown;
+use crate::state::AppState;
 use crate::sse::chat::ChatHub;
 use crate::sse::replay::ReplayHub;
 use crate::ws::groups::Groups;
-
-/// Everything handlers share. One per server; no global state.
-#[derive(Debug)]
-pub(crate) struct AppState {
-    pub(crate) config: ServerConfig,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) limiter: Arc<ConnectionLimiter>,
-    pub(crate) trigger: ShutdownTrigger,
-    pub(crate) shutdown: Shutdown,
-    pub(crate) sse_chat: Arc<ChatHub>,
-    pub(crate) notifications: ReplayHub,
-    pub(crate) replay: ReplayHub,
-    pub(crate) ws_chat: Arc<Groups>,
-    pub(crate) rooms: Arc<Groups>,
-    pub(crate) pubsub: Arc<Groups>,
-}
 
 /// The target server application: state plus router.
 #[derive(Debug, Clone)]

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod process;
 mod serve;
 pub mod shutdown;
+mod state;
 mod sse;
 mod ws;
 

@@ -9,7 +9,7 @@ use salvo::http::{ParseError, StatusCode};
 use salvo::prelude::*;
 use serde_json::{Map, Value};
 
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::limits::ConnectionGuard;
 use crate::metrics::{RejectReason, Scenario};
 

@@ -11,7 +11,7 @@ use super::common::{
     BodyError, accepted, admit, bad_request, body_object, body_text, last_event_id, query_in_range,
     reject, state,
 };
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::injection::Injection;
 use crate::metrics::Scenario;
 use crate::sse::chat::PostError;

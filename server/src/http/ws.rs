@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::common::{BodyError, accepted, admit, bad_request, body_object, reject, state};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::injection::Injection;
 use crate::metrics::{CloseReason, Scenario};
 use crate::ws::chat::Chat;
