@@ -5,7 +5,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use loadgen::stats::{Histograms, Metric};
+use loadgen::live::stats::{Histograms, Metric};
 
 /// Deterministic latencies spread like a real run: mostly 0.2–5 ms, a tail to 2 s.
 fn latencies(n: usize) -> Vec<u64> {

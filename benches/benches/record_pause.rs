@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
-use loadgen::stats::{Histograms, IntervalCollector, Metric, Shards};
+use loadgen::live::stats::{Histograms, IntervalCollector, Metric, Shards};
 
 const CONNECTIONS: usize = 10_000;
 /// Each connection records one sample this often (100,000 recordings/s in all).

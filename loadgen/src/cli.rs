@@ -8,8 +8,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{self, CalibrateCommand, RunCommand};
-use crate::compare::{CompareOptions, Tolerances};
-use crate::raw_samples::{DEFAULT_LIMIT, RawSamplesOptions};
+use crate::live::raw_samples::{DEFAULT_LIMIT, RawSamplesOptions};
+use crate::results::compare::{CompareOptions, Tolerances};
 use crate::scenario::{parse_target_url, units_parse_duration as duration};
 
 /// Load-test SSE and WebSocket endpoints from a scenario file.

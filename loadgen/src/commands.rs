@@ -11,10 +11,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::calibrate::{CalibrateError, CalibrateOptions};
-use crate::compare::CompareOptions;
-use crate::raw_samples::RawSamplesOptions;
-use crate::run::{Progress, RunOptions};
+use crate::live::calibrate::{CalibrateError, CalibrateOptions};
+use crate::live::raw_samples::RawSamplesOptions;
+use crate::live::run::{Progress, RunOptions};
+use crate::results::compare::CompareOptions;
 
 /// `loadgen run`.
 #[derive(Debug)]
@@ -97,7 +97,7 @@ pub fn validate(file: &Path) -> i32 {
 /// Rewrites `dir/report.html` from the run directory's files.
 #[must_use]
 pub fn report(dir: &Path) -> i32 {
-    match crate::html::write_report(dir) {
+    match crate::results::html::write_report(dir) {
         Ok(path) => {
             println!("wrote {}", path.display());
             0
@@ -114,14 +114,14 @@ pub fn report(dir: &Path) -> i32 {
 /// cannot be compared.
 #[must_use]
 pub fn compare(baseline: &Path, current: &Path, options: &CompareOptions) -> i32 {
-    let comparisons = match crate::compare::compare_paths(baseline, current, options) {
+    let comparisons = match crate::results::compare::compare_paths(baseline, current, options) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return 2;
         }
     };
-    let table = crate::compare::markdown(&comparisons);
+    let table = crate::results::compare::markdown(&comparisons);
     print!("{table}");
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
         let appended = std::fs::OpenOptions::new()
@@ -138,7 +138,7 @@ pub fn compare(baseline: &Path, current: &Path, options: &CompareOptions) -> i32
     }
     let failures: usize = comparisons
         .iter()
-        .map(crate::compare::Comparison::failures)
+        .map(crate::results::compare::Comparison::failures)
         .sum();
     i32::from(failures > 0)
 }
@@ -171,7 +171,7 @@ pub async fn calibrate(cmd: CalibrateCommand) -> i32 {
     let out = cmd.out.unwrap_or_else(|| {
         PathBuf::from("results/runs").join(format!(
             "calibrate-{}",
-            crate::output::compact_time(wire::now_unix_us())
+            crate::results::output::compact_time(wire::now_unix_us())
         ))
     });
     let options = CalibrateOptions {
@@ -183,7 +183,7 @@ pub async fn calibrate(cmd: CalibrateCommand) -> i32 {
         out,
         server_exe,
     };
-    match crate::calibrate::calibrate(options).await {
+    match crate::live::calibrate::calibrate(options).await {
         Ok(c) => {
             print!("{}", c.table());
             i32::from(!c.within_goal())
@@ -216,7 +216,11 @@ pub async fn serve(args: &server::cli::ServeArgs) -> i32 {
             return 3;
         }
     };
-    println!("{} {}", crate::target::LISTENING, running.local_addr());
+    println!(
+        "{} {}",
+        crate::live::target::LISTENING,
+        running.local_addr()
+    );
     server::shutdown_signal().await;
     running.shutdown(args.shutdown_grace()).await;
     0

@@ -9,9 +9,9 @@ use crate::http::{common, pages, sse, ws};
 use crate::limits::ConnectionLimiter;
 use crate::metrics::{Metrics, Scenario};
 use crate::shutdown;
-use crate::state::AppState;
 use crate::sse::chat::ChatHub;
 use crate::sse::replay::ReplayHub;
+use crate::state::AppState;
 use crate::ws::groups::Groups;
 
 /// The target server application: state plus router.

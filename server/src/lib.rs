@@ -16,8 +16,8 @@ pub mod metrics;
 pub mod process;
 mod serve;
 pub mod shutdown;
-mod state;
 mod sse;
+mod state;
 mod ws;
 
 pub use app::{App, router};

@@ -26,4 +26,3 @@ pub(crate) struct AppState {
     pub(crate) rooms: Arc<Groups>,
     pub(crate) pubsub: Arc<Groups>,
 }
-

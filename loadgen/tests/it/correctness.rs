@@ -118,12 +118,14 @@ async fn a_known_delayed_fraction_is_in_every_raw_sample_and_at_the_right_percen
     let (addr, _) = fake_server(handler).await;
     let (mut options, _dir) = one_stream(addr, "delay", "/delay", "2500ms");
     let raw_path = options.results_root.join("raw.csv");
-    options.raw_samples = Some(loadgen::raw_samples::RawSamplesOptions {
+    options.raw_samples = Some(loadgen::live::raw_samples::RawSamplesOptions {
         path: raw_path.clone(),
         limit: 1_000_000,
     });
     let report = loadgen::run(options).await.expect("runs");
-    let h = report.histograms.get(loadgen::stats::Metric::Delivery);
+    let h = report
+        .histograms
+        .get(loadgen::live::stats::Metric::Delivery);
     assert_eq!(report.counters.messages_received, 400);
     assert_eq!(h.len(), 400, "warm-up 0: every event is a sample");
     // 40 of 400 samples (10%) are at least 50 ms: p95 and p99 are, p90 is not forced to be.
@@ -137,7 +139,7 @@ async fn a_known_delayed_fraction_is_in_every_raw_sample_and_at_the_right_percen
 
     let text = std::fs::read_to_string(&raw_path).expect("raw samples written");
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some(loadgen::raw_samples::HEADER));
+    assert_eq!(lines.next(), Some(loadgen::live::raw_samples::HEADER));
     let rows: Vec<Vec<u64>> = lines
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
@@ -178,7 +180,7 @@ async fn raw_samples_stop_at_the_limit_and_count_the_rest() {
     let (addr, _) = fake_server(handler).await;
     let (mut options, _dir) = one_stream(addr, "rawlimit", "/burst", "300ms");
     let raw_path = options.results_root.join("raw.csv");
-    options.raw_samples = Some(loadgen::raw_samples::RawSamplesOptions {
+    options.raw_samples = Some(loadgen::live::raw_samples::RawSamplesOptions {
         path: raw_path.clone(),
         limit: 20,
     });
@@ -225,7 +227,9 @@ async fn without_warmup_every_message_counts_from_the_first_and_an_early_stall_s
     let (options, _dir) = one_stream(addr, "early", "/early", "1s");
     assert_eq!(options.scenario.run.warmup, Duration::ZERO);
     let report = loadgen::run(options).await.expect("runs");
-    let h = report.histograms.get(loadgen::stats::Metric::Delivery);
+    let h = report
+        .histograms
+        .get(loadgen::live::stats::Metric::Delivery);
     assert_eq!(report.counters.messages_received, EVENTS);
     assert_eq!(h.len(), EVENTS, "every message is a sample, from the first");
     // Event 5 (due 20 ms in) left 120 ms after event 4 (sent at 15 ms or later): at least
@@ -510,7 +514,10 @@ async fn a_target_dying_mid_run_ends_it_with_exit_code_3_and_results_written() {
         .expect("task")
         .expect("runs");
     assert!(
-        matches!(report.outcome, loadgen::report::Outcome::TargetFailed(_)),
+        matches!(
+            report.outcome,
+            loadgen::results::report::Outcome::TargetFailed(_)
+        ),
         "{:?}",
         report.outcome
     );
@@ -542,7 +549,10 @@ async fn an_interrupted_run_writes_what_it_gathered() {
         .expect("stops promptly")
         .expect("task")
         .expect("runs");
-    assert_eq!(report.outcome, loadgen::report::Outcome::Interrupted);
+    assert_eq!(
+        report.outcome,
+        loadgen::results::report::Outcome::Interrupted
+    );
     assert_eq!(report.exit_code(), 1);
     assert!(report.counters.messages_received > 0);
     let run_json: serde_json::Value =
@@ -566,9 +576,9 @@ fn a_scenario_needing_more_files_than_allowed_is_refused_with_exit_code_2() {
     let scenario = support::scenario(
         &one_client("/sse/counter", "", "1s").replace("count = 1", "count = 1000000"),
     );
-    let needed = loadgen::run::descriptors_needed(&scenario);
+    let needed = loadgen::live::run::descriptors_needed(&scenario);
     assert_eq!(needed, 1_000_000 + 64, "one per connection plus headroom");
-    let refused = loadgen::host::plan_fd_limit(needed, 1_024, 20_000).expect_err("too many");
+    let refused = loadgen::live::host::plan_fd_limit(needed, 1_024, 20_000).expect_err("too many");
     let err = RunError::from(refused);
     assert_eq!(err.exit_code(), 2);
     assert!(err.to_string().contains("open files"), "{err}");
@@ -644,7 +654,7 @@ expect = "publisher:ws"
 #[tokio::test]
 async fn calibrate_compares_the_same_messages_the_server_timed() {
     let dir = support::temp_dir("calibrate");
-    let options = loadgen::calibrate::CalibrateOptions {
+    let options = loadgen::live::calibrate::CalibrateOptions {
         duration: Duration::from_secs(1),
         connections: 4,
         interval: Duration::from_millis(10),
@@ -653,16 +663,16 @@ async fn calibrate_compares_the_same_messages_the_server_timed() {
         out: dir.to_path_buf(),
         server_exe: support::loadgen_exe(),
     };
-    let c = loadgen::calibrate::calibrate(options)
+    let c = loadgen::live::calibrate::calibrate(options)
         .await
         .expect("calibrates");
     let [sse, ws] = &c.comparisons[..] else {
         panic!("two comparisons: {c:?}");
     };
-    assert_eq!(sse.metric, loadgen::stats::Metric::Delivery);
+    assert_eq!(sse.metric, loadgen::live::stats::Metric::Delivery);
     // 4 streams of exactly 1 s / 10 ms = 100 events each, every one timed by both sides.
     assert_eq!((sse.loadgen_count, sse.truth_count), (400, 400));
-    assert_eq!(ws.metric, loadgen::stats::Metric::WsRtt);
+    assert_eq!(ws.metric, loadgen::live::stats::Metric::WsRtt);
     assert!(
         ws.loadgen_count > 0 && ws.truth_count >= ws.loadgen_count,
         "{ws:?}"

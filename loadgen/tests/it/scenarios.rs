@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use loadgen::output::{COUNTERS_HEADER, SUMMARY_HEADER, TIMESERIES_HEADER};
+use loadgen::results::output::{COUNTERS_HEADER, SUMMARY_HEADER, TIMESERIES_HEADER};
 use loadgen::scenario::Protocol;
 
 use crate::support;
@@ -133,8 +133,8 @@ async fn run_small(name: &str) {
         );
     }
     // Read back: the merged .hlog intervals are the histograms summary.csv was made from.
-    let data = loadgen::rundir::load(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
-    for metric in loadgen::stats::Metric::ALL {
+    let data = loadgen::results::rundir::load(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
+    for metric in loadgen::live::stats::Metric::ALL {
         let row = data.summary_row(metric.name()).expect("summary row");
         let h = data.histograms.get(metric);
         assert_eq!(row.count, h.len(), "{name}: {} count", metric.name());
@@ -156,7 +156,7 @@ async fn run_small(name: &str) {
     let html = std::fs::read_to_string(dir.join("report.html")).expect("report.html");
     assert!(html.contains(&format!("loadgen report: {name}")), "{name}");
     // A run compared with itself: nothing regresses.
-    let same = loadgen::compare::compare_paths(&dir, &dir, &Default::default())
+    let same = loadgen::results::compare::compare_paths(&dir, &dir, &Default::default())
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(same[0].failures(), 0, "{name}: {}", same[0].markdown());
     let _ = std::fs::remove_dir_all(&dir);

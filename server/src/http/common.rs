@@ -9,9 +9,9 @@ use salvo::http::{ParseError, StatusCode};
 use salvo::prelude::*;
 use serde_json::{Map, Value};
 
-use crate::state::AppState;
 use crate::limits::ConnectionGuard;
 use crate::metrics::{RejectReason, Scenario};
+use crate::state::AppState;
 
 /// Puts the application state into every request's depot.
 #[derive(Debug)]

@@ -11,7 +11,6 @@ use super::common::{
     BodyError, accepted, admit, bad_request, body_object, body_text, last_event_id, query_in_range,
     reject, state,
 };
-use crate::state::AppState;
 use crate::injection::Injection;
 use crate::metrics::Scenario;
 use crate::sse::chat::PostError;
@@ -20,6 +19,7 @@ use crate::sse::dashboard::Dashboard;
 use crate::sse::replay::ReplayHub;
 use crate::sse::stocks::Stocks;
 use crate::sse::{Initial, StreamSettings, respond};
+use crate::state::AppState;
 
 /// Most events `?count=` may ask for.
 const MAX_COUNT: u64 = 1_000_000_000;

@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::common::{BodyError, accepted, admit, bad_request, body_object, reject, state};
-use crate::state::AppState;
 use crate::injection::Injection;
 use crate::metrics::{CloseReason, Scenario};
+use crate::state::AppState;
 use crate::ws::chat::Chat;
 use crate::ws::echo::Echo;
 use crate::ws::groups::{Membership, Outbox, mailbox};

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::*;
-use crate::output::{COUNTERS_HEADER, SUMMARY_HEADER, TIMESERIES_HEADER};
+use crate::results::output::{COUNTERS_HEADER, SUMMARY_HEADER, TIMESERIES_HEADER};
 
 /// A synthetic run: scenario, plan, latency rows `(metric, p50, p90, p99, p99.9)` in µs and
 /// counters `(name, value)`.

@@ -18,9 +18,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::run::{Progress, RunError, RunOptions};
+use crate::live::run::{Progress, RunError, RunOptions};
+use crate::live::stats::Metric;
 use crate::scenario::{self, Scenario};
-use crate::stats::Metric;
 
 /// Largest acceptable difference at p50, p90 and p99, µs.
 pub const GOAL_PERCENTILE_US: f64 = 200.0;
@@ -293,7 +293,7 @@ fn run_options(scenario: Scenario, o: &CalibrateOptions, dir: &Path) -> RunOptio
 fn compare(
     metric: Metric,
     route: &str,
-    report: &crate::report::Report,
+    report: &crate::results::report::Report,
     run_dir: PathBuf,
 ) -> Comparison {
     let h = report.histograms.get(metric);

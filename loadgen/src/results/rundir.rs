@@ -10,9 +10,9 @@ use base64::Engine as _;
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 
-use crate::output::{COUNTERS_HEADER, SUMMARY_HEADER, TIMESERIES_HEADER};
-use crate::report::Row;
-use crate::stats::{Histograms, Metric};
+use crate::live::stats::{Histograms, Metric};
+use crate::results::output::{COUNTERS_HEADER, SUMMARY_HEADER, TIMESERIES_HEADER};
+use crate::results::report::Row;
 
 /// A run directory that cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -360,7 +360,7 @@ fn merge_hlog(path: &Path, metric: Metric, histograms: &mut Histograms) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Cpu, Memory, Outcome, Report};
+    use crate::results::report::{Cpu, Memory, Outcome, Report};
 
     #[test]
     fn what_a_run_writes_reads_back_exactly_names_with_commas_and_quotes_too() {
@@ -394,7 +394,7 @@ mod tests {
             elapsed: std::time::Duration::from_secs(1),
             outcome: Outcome::Completed,
             histograms,
-            counters: crate::stats::Counters::default(),
+            counters: crate::live::stats::Counters::default(),
             server_before: std::collections::BTreeMap::new(),
             server_after: [(series.to_owned(), 5.0)].into_iter().collect(),
             memory: Memory::default(),
@@ -404,7 +404,8 @@ mod tests {
             error_samples: Vec::new(),
             raw_samples: None,
         };
-        crate::output::write_all(&report, &crate::output::RunFacts::default()).expect("written");
+        crate::results::output::write_all(&report, &crate::results::output::RunFacts::default())
+            .expect("written");
         let run = load(&dir).expect("reads back");
         let _ = std::fs::remove_dir_all(&dir);
         let server = run

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::live::stats::{Counters, Histograms, Metric};
 use crate::scenario::{Scenario, Subject, Threshold};
-use crate::stats::{Counters, Histograms, Metric};
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,7 +153,7 @@ pub struct Report {
     /// Up to five distinct connection errors seen.
     pub error_samples: Vec<String>,
     /// `--raw-samples`: the file and how many rows it holds.
-    pub raw_samples: Option<crate::raw_samples::RawSamplesSummary>,
+    pub raw_samples: Option<crate::live::raw_samples::RawSamplesSummary>,
 }
 
 /// `send_lag.p99` above this (µs) flags the run: loadgen sent late, so every latency measured

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::report::{PERCENTILES, Report};
-use crate::stats::Metric;
+use crate::live::stats::Metric;
+use crate::results::report::{PERCENTILES, Report};
 
 /// Header of `summary.csv`.
 pub const SUMMARY_HEADER: &str = "metric,count,min,mean,p50,p90,p99,p99.9,max,unit";
@@ -117,7 +117,7 @@ pub fn summary_csv(report: &Report) -> String {
             unit: "us",
         });
     }
-    type Pick = fn(&crate::report::Row) -> Option<u64>;
+    type Pick = fn(&crate::results::report::Row) -> Option<u64>;
     let rss: [(&str, Pick); 2] = [
         ("client_rss", |r| r.client_rss_bytes),
         ("server_rss", |r| r.server_rss_bytes),
@@ -243,10 +243,15 @@ pub fn timeseries_csv(report: &Report) -> String {
     if report.timeseries.is_empty() {
         return format!("{TIMESERIES_HEADER}\n");
     }
-    csv_text(report.timeseries.iter().map(|r| crate::report::Row {
-        t_s: one_decimal(r.t_s),
-        ..r.clone()
-    }))
+    csv_text(
+        report
+            .timeseries
+            .iter()
+            .map(|r| crate::results::report::Row {
+                t_s: one_decimal(r.t_s),
+                ..r.clone()
+            }),
+    )
 }
 
 /// `run.json`: scenario, versions, command line, start time, machine, verdict.
@@ -280,7 +285,7 @@ pub fn run_json(report: &Report, facts: &RunFacts) -> serde_json::Value {
         "started_at": rfc3339(report.started_unix_us),
         "elapsed_s": report.elapsed.as_secs_f64(),
         "measured_s": report.scenario.run.duration.as_secs_f64(),
-        "machine": crate::host::machine(),
+        "machine": crate::live::host::machine(),
         "outcome": format!("{:?}", report.outcome),
         "exit_code": report.exit_code(),
         "failures": report.failures(),
@@ -365,7 +370,7 @@ mod tests {
             TIMESERIES_HEADER,
             "t_s,connections_open,events_per_s,errors,client_rss_bytes,server_rss_bytes,delivery_p99_us,ws_rtt_p99_us,connect_p99_us"
         );
-        let names: Vec<&str> = crate::stats::Counters::default()
+        let names: Vec<&str> = crate::live::stats::Counters::default()
             .rows()
             .into_iter()
             .map(|(n, _)| n)

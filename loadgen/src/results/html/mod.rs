@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 
 use chart::{Chart, Series, XAxis, percentile_x};
 
-use crate::report::Row;
-use crate::rundir::{self, RunData, RunDirError};
-use crate::stats::Metric;
+use crate::live::stats::Metric;
+use crate::results::report::Row;
+use crate::results::rundir::{self, RunData, RunDirError};
 
 /// File name of the report inside a run directory.
 pub const REPORT_FILE: &str = "report.html";

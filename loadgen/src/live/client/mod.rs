@@ -18,10 +18,10 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::raw_samples::{RawBudget, RawSample};
+use crate::live::raw_samples::{RawBudget, RawSample};
+use crate::live::stats::{Counters, Metric, Shard};
+use crate::live::tracker::SeqTracker;
 use crate::scenario::{ClientGroup, Expect, Latency, StampSpec};
-use crate::stats::{Counters, Metric, Shard};
-use crate::tracker::SeqTracker;
 use schedule::Slot;
 use timer::PreciseTimer;
 

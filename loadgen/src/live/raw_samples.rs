@@ -13,7 +13,7 @@ use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::stats::{Metric, Shards};
+use crate::live::stats::{Metric, Shards};
 
 /// Rows written when no limit is given.
 pub const DEFAULT_LIMIT: u64 = 1_000_000;

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::rundir::{self, RunData, RunDirError};
-use crate::stats::Metric;
+use crate::live::stats::Metric;
+use crate::results::rundir::{self, RunData, RunDirError};
 
 /// Percentile columns compared for every latency metric, as `summary.csv` orders them.
 const PERCENTILES: [&str; 4] = ["p50", "p90", "p99", "p99.9"];

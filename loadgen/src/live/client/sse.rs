@@ -22,7 +22,7 @@ use super::{
     ConnectError, Ctx, GroupRun, Stop, elapsed_us, fastrand_fraction, missed_of, stamp_of_text,
     stamped_message, stopped, tcp_connect,
 };
-use crate::stats::Shard;
+use crate::live::stats::Shard;
 
 /// Reconnection delay when the stream never sent `retry:` (browsers use a few seconds; the
 /// spec leaves it to the client).

@@ -260,7 +260,7 @@ pub struct ShardData {
     /// Counters since the start of the run.
     pub counters: Counters,
     /// Raw samples since the last tick (`--raw-samples` only; empty otherwise).
-    pub raw: Vec<crate::raw_samples::RawSample>,
+    pub raw: Vec<crate::live::raw_samples::RawSample>,
 }
 
 /// A recording shard shared by a subset of connections.

@@ -18,12 +18,12 @@ use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use crate::client::{self, Ctx};
-use crate::raw_samples::{RawSamplesSummary, RawWriter};
-use crate::report::Row;
-use crate::run::Progress;
-use crate::stats::{Histograms, IntervalCollector, Metric, Shards};
-use crate::target;
+use crate::live::client::{self, Ctx};
+use crate::live::raw_samples::{RawSamplesSummary, RawWriter};
+use crate::live::run::Progress;
+use crate::live::stats::{Histograms, IntervalCollector, Metric, Shards};
+use crate::live::target;
+use crate::results::report::Row;
 use server::process::ProcessSampler;
 
 /// What the reporter hands back at the end.

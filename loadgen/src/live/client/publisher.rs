@@ -9,8 +9,8 @@ use tokio_tungstenite::tungstenite::Message;
 use super::post::Poster;
 use super::schedule::Schedule;
 use super::{Ctx, stamped_message, stopped};
+use crate::live::stats::Shard;
 use crate::scenario::{PublishVia, Publisher};
-use crate::stats::Shard;
 
 /// Publishes from the moment sending starts until it stops; `index` is this publisher's
 /// position (its sent count feeds the subscribers' expectations).

@@ -16,15 +16,15 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, sleep_until};
 
-use crate::client::{self, Ctx, GroupRun, RunCtx, Signals};
-use crate::host::{self, FdLimitError};
-use crate::output::{self, RunFacts};
-use crate::raw_samples::{RawSamplesOptions, RawWriter};
-use crate::report::{self, Cpu, Memory, Outcome, Report};
-use crate::reporter::{self, gauge_u64};
+use crate::live::client::{self, Ctx, GroupRun, RunCtx, Signals};
+use crate::live::host::{self, FdLimitError};
+use crate::live::raw_samples::{RawSamplesOptions, RawWriter};
+use crate::live::reporter::{self, gauge_u64};
+use crate::live::stats::Shards;
+use crate::live::target::{self, Target, TargetError};
+use crate::results::output::{self, RunFacts};
+use crate::results::report::{self, Cpu, Memory, Outcome, Report};
 use crate::scenario::{Arrival, Expect, Protocol, Scenario};
-use crate::stats::Shards;
-use crate::target::{self, Target, TargetError};
 use server::process;
 
 /// How progress is shown on stderr.
@@ -90,7 +90,7 @@ pub enum RunError {
     Target(#[from] TargetError),
     /// The HTML report could not be built from the files written.
     #[error("cannot write the HTML report: {0}")]
-    Report(#[from] crate::rundir::RunDirError),
+    Report(#[from] crate::results::rundir::RunDirError),
     /// Results could not be written.
     #[error("cannot write results to {path}: {source}")]
     Output {
@@ -268,7 +268,7 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
         source,
     })?;
     // Built from the files just written, exactly as `loadgen report` rebuilds it.
-    crate::html::write_report(&run_dir)?;
+    crate::results::html::write_report(&run_dir)?;
     Ok(report)
 }
 

@@ -18,8 +18,8 @@ use super::{
     ConnectError, Ctx, GroupRun, elapsed_us, fastrand_fraction, missed_of, read_stamp,
     stamped_message, stopped, tcp_connect,
 };
+use crate::live::stats::Shard;
 use crate::scenario::Expect;
-use crate::stats::Shard;
 
 /// Client WebSocket settings: 4 KiB read buffer (tungstenite's default is 128 KiB), eager writes.
 pub(crate) fn ws_config() -> WebSocketConfig {

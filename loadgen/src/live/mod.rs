@@ -1,0 +1,13 @@
+//! The live run: scenario in, load out, measurements recorded. Connections and publishers
+//! (`client`), the phases (`run`), recording (`stats`, `tracker`), the once-a-second reporter,
+//! the target (bundled or remote), the machine's limits (`host`), raw samples and calibration.
+
+pub mod calibrate;
+pub(crate) mod client;
+pub mod host;
+pub mod raw_samples;
+mod reporter;
+pub mod run;
+pub mod stats;
+pub mod target;
+pub mod tracker;
