@@ -9,8 +9,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{self, CalibrateCommand, RunCommand};
 use crate::live::raw_samples::{DEFAULT_LIMIT, RawSamplesOptions};
+use crate::live::run::DEFAULT_SEED;
 use crate::results::compare::{CompareOptions, Tolerances};
-use crate::scenario::{parse_target_url, units_parse_duration as duration};
+use crate::scenario::{Header, parse_target_url, units_parse_duration as duration};
 
 /// Load-test SSE and WebSocket endpoints from a scenario file.
 #[derive(Debug, Parser)]
@@ -58,6 +59,13 @@ pub struct RunArgs {
     /// Bearer token sent with every request.
     #[arg(long, env = "LOADGEN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A header for every request, 'Name: value' (repeatable; replaces a scenario header of
+    /// the same name; placeholders such as {conn} allowed).
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = header)]
+    headers: Vec<Header>,
+    /// Seed of the {rand:A..B} placeholders: the same seed gives the same values.
+    #[arg(long, default_value_t = DEFAULT_SEED)]
+    seed: u64,
     /// Run directory (default: results/runs/<scenario>-<UTC time>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -130,6 +138,10 @@ pub struct CalibrateArgs {
     out: Option<PathBuf>,
 }
 
+fn header(arg: &str) -> Result<Header, String> {
+    crate::scenario::headers::parse_cli(arg)
+}
+
 /// `NAME=PERCENT`, checked as `compare` will apply it.
 fn tolerance(spec: &str) -> Result<String, String> {
     Tolerances::default().set(spec).map_err(|e| e.to_string())?;
@@ -159,6 +171,8 @@ pub async fn dispatch(command: Command) -> i32 {
                 max_clients: a.max_clients,
                 duration: a.duration,
                 quiet: a.quiet,
+                headers: a.headers,
+                seed: a.seed,
             })
             .await
         }

@@ -15,6 +15,7 @@ use crate::live::calibrate::{CalibrateError, CalibrateOptions};
 use crate::live::raw_samples::RawSamplesOptions;
 use crate::live::run::{Progress, RunOptions};
 use crate::results::compare::CompareOptions;
+use crate::scenario::Header;
 
 /// `loadgen run`.
 #[derive(Debug)]
@@ -35,6 +36,10 @@ pub struct RunCommand {
     pub quiet: bool,
     /// `--raw-samples` and `--raw-samples-limit`.
     pub raw_samples: Option<RawSamplesOptions>,
+    /// `--header`s, added to every group and publisher.
+    pub headers: Vec<Header>,
+    /// `--seed`.
+    pub seed: u64,
 }
 
 /// Runs a scenario (Ctrl-C stops it and still writes the results) and prints the table.
@@ -47,6 +52,7 @@ pub async fn run(cmd: RunCommand) -> i32 {
         }
     };
     scenario.scale_down(cmd.max_clients, cmd.duration);
+    scenario.add_headers(&cmd.headers);
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         server::shutdown_signal().await;
@@ -62,9 +68,10 @@ pub async fn run(cmd: RunCommand) -> i32 {
         results_root: PathBuf::from("results/runs"),
         server_exe: std::env::current_exe().ok(),
         progress: Progress::detect(cmd.quiet),
-        command_line: std::env::args().collect(),
+        command_line: redacted(std::env::args()),
         cancel: Some(cancel_rx),
         raw_samples: cmd.raw_samples,
+        seed: cmd.seed,
     };
     match crate::run(options).await {
         Ok(report) => {
@@ -76,6 +83,37 @@ pub async fn run(cmd: RunCommand) -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// The command line with the values of `--token` and `--header` hidden (header names kept):
+/// it is written to `run.json`, and those values are often credentials.
+fn redacted(args: impl Iterator<Item = String>) -> Vec<String> {
+    let hide = |flag: &str, value: &str| match flag {
+        "--header" => value
+            .split_once(':')
+            .map_or_else(|| "<hidden>".to_owned(), |(n, _)| format!("{n}: <hidden>")),
+        _ => "<hidden>".to_owned(),
+    };
+    let mut out = Vec::new();
+    let mut pending: Option<&'static str> = None;
+    for arg in args {
+        if let Some(flag) = pending.take() {
+            out.push(hide(flag, &arg));
+            continue;
+        }
+        let secret = ["--token", "--header"]
+            .into_iter()
+            .find(|f| arg == *f || arg.starts_with(&format!("{f}=")));
+        match secret {
+            Some(flag) if arg == flag => {
+                pending = Some(flag);
+                out.push(arg);
+            }
+            Some(flag) => out.push(format!("{flag}={}", hide(flag, &arg[flag.len() + 1..]))),
+            None => out.push(arg),
+        }
+    }
+    out
 }
 
 /// Prints what a run of `file` would do.
@@ -224,4 +262,41 @@ pub async fn serve(args: &server::cli::ServeArgs) -> i32 {
     server::shutdown_signal().await;
     running.shutdown(args.shutdown_grace()).await;
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_and_header_values_are_hidden_in_the_recorded_command_line() {
+        let args = [
+            "loadgen",
+            "run",
+            "f.toml",
+            "--token",
+            "t0k",
+            "--header",
+            "Authorization: Bearer x",
+            "--header=Cookie: sid=1",
+            "--token=abc",
+            "--quiet",
+        ]
+        .map(str::to_owned);
+        assert_eq!(
+            redacted(args.into_iter()),
+            [
+                "loadgen",
+                "run",
+                "f.toml",
+                "--token",
+                "<hidden>",
+                "--header",
+                "Authorization: <hidden>",
+                "--header=Cookie: <hidden>",
+                "--token=<hidden>",
+                "--quiet",
+            ]
+        );
+    }
 }

@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::live::run::{Progress, RunError, RunOptions};
+use crate::live::run::{DEFAULT_SEED, Progress, RunError, RunOptions};
 use crate::live::stats::Metric;
 use crate::scenario::{self, Scenario};
 
@@ -287,6 +287,7 @@ fn run_options(scenario: Scenario, o: &CalibrateOptions, dir: &Path) -> RunOptio
         command_line: std::env::args().collect(),
         cancel: None,
         raw_samples: None,
+        seed: DEFAULT_SEED,
     }
 }
 

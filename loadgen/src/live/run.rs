@@ -24,6 +24,7 @@ use crate::live::stats::Shards;
 use crate::live::target::{self, Target, TargetError};
 use crate::results::output::{self, RunFacts};
 use crate::results::report::{self, Cpu, Memory, Outcome, Report};
+use crate::scenario::template::Vars;
 use crate::scenario::{Arrival, Expect, Protocol, Scenario};
 use server::process;
 
@@ -52,6 +53,9 @@ impl Progress {
     }
 }
 
+/// The `--seed` when none is given: runs are reproducible by default.
+pub const DEFAULT_SEED: u64 = 1;
+
 /// What to run and where to write it.
 #[derive(Debug)]
 pub struct RunOptions {
@@ -77,6 +81,8 @@ pub struct RunOptions {
     pub cancel: Option<watch::Receiver<bool>>,
     /// `--raw-samples`: one CSV row per measured message, up to a limit.
     pub raw_samples: Option<RawSamplesOptions>,
+    /// Seed of the `{rand:A..B}` placeholders (`--seed`): the same seed, the same values.
+    pub seed: u64,
 }
 
 /// A run that could not start or whose results could not be written.
@@ -152,6 +158,7 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
             || format!("bundled (http://{})", target.addr),
             |a| format!("http://{a}"),
         ),
+        seed: opts.seed,
     };
     let started_unix_us = wire::now_unix_us();
     let run_dir = output::run_dir(
@@ -185,6 +192,7 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
             (opts.scenario.clients.len(), opts.scenario.publishers.len()),
             opts.scenario.run.warmup,
             opts.raw_samples.as_ref().map(|r| r.limit),
+            opts.seed,
         )
         .map_err(|e| TargetError::Start(format!("cannot start the send timer thread: {e}")))?,
     );
@@ -332,10 +340,15 @@ fn spawn_load(
             last_arrival = last_arrival.max(offset);
             let shard = shards.for_index(conn_index);
             let start_at = t0 + offset;
-            let (ctx, run, conn) = (Arc::clone(ctx), Arc::clone(&run), conn_index as u64);
+            let vars = Vars {
+                conn: conn_index as u64,
+                group_conn: u64::from(i),
+                seed: ctx.seed,
+            };
+            let (ctx, run) = (Arc::clone(ctx), Arc::clone(&run));
             match group.protocol {
-                Protocol::Sse => tasks.spawn(client::sse::run(ctx, run, shard, start_at, conn)),
-                Protocol::Ws => tasks.spawn(client::ws::run(ctx, run, shard, start_at, conn + 1)),
+                Protocol::Sse => tasks.spawn(client::sse::run(ctx, run, shard, start_at, vars)),
+                Protocol::Ws => tasks.spawn(client::ws::run(ctx, run, shard, start_at, vars)),
             };
             conn_index += 1;
         }

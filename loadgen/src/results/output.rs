@@ -23,6 +23,22 @@ pub struct RunFacts {
     pub command_line: Vec<String>,
     /// `http://addr` or `bundled`.
     pub target: String,
+    /// The `--seed` of the placeholders.
+    pub seed: u64,
+}
+
+/// The distinct header names the scenario's groups and publishers send.
+fn header_names(scenario: &crate::scenario::Scenario) -> Vec<String> {
+    let mut names: Vec<String> = scenario
+        .clients
+        .iter()
+        .flat_map(|g| &g.headers)
+        .chain(scenario.publishers.iter().flat_map(|p| &p.headers))
+        .map(|h| h.name.to_ascii_lowercase())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Writes every file except the `.hlog`s into `report.run_dir`.
@@ -281,6 +297,9 @@ pub fn run_json(report: &Report, facts: &RunFacts) -> serde_json::Value {
             "wire": env!("CARGO_PKG_VERSION"),
         },
         "command_line": facts.command_line,
+        "seed": facts.seed,
+        // Names only: header values often carry credentials.
+        "header_names": header_names(&report.scenario),
         "target": facts.target,
         "started_at": rfc3339(report.started_unix_us),
         "elapsed_s": report.elapsed.as_secs_f64(),

@@ -4,7 +4,9 @@
 //! column and field and says what is allowed. Unknown fields are errors. The format is
 //! documented in the README ("Scenario files").
 
+pub mod headers;
 mod raw;
+pub mod template;
 pub mod threshold;
 pub(crate) mod units;
 
@@ -17,6 +19,7 @@ use serde_json::{Map, Value};
 use toml::Spanned;
 use wire::{StampFields, TimeUnit};
 
+pub use headers::Header;
 pub use threshold::{Op, Subject, Threshold};
 use units::{format_duration, parse_duration};
 
@@ -182,10 +185,13 @@ pub struct ClientGroup {
     pub types: Vec<String>,
     /// Stamp location.
     pub stamp: StampSpec,
-    /// WS: text messages sent right after connecting.
+    /// WS: text messages sent right after connecting (may hold placeholders).
     pub on_connect: Vec<String>,
     /// Messages this group sends.
     pub send: Option<SendSpec>,
+    /// Request headers (SSE request, WS handshake, SSE-group POSTs); values may hold
+    /// placeholders.
+    pub headers: Vec<Header>,
 }
 
 /// A source of stamped messages at a fixed rate.
@@ -205,6 +211,8 @@ pub struct Publisher {
     pub template: Map<String, Value>,
     /// WS: messages sent right after connecting.
     pub on_connect: Vec<String>,
+    /// Request headers (POSTs, WS handshake).
+    pub headers: Vec<Header>,
 }
 
 /// Timing of a run.
@@ -405,6 +413,16 @@ impl Ctx<'_> {
     }
 
     fn path(&self, value: &Spanned<String>, field: &str) -> Result<String, ScenarioError> {
+        self.path_with(value, field, &[])
+    }
+
+    /// A path that may also hold the placeholders `also` (filled in by the sender).
+    fn path_with(
+        &self,
+        value: &Spanned<String>,
+        field: &str,
+        also: &[&str],
+    ) -> Result<String, ScenarioError> {
         let p = value.get_ref();
         if !p.starts_with('/') || p.contains(char::is_whitespace) {
             return Err(self.error(
@@ -413,6 +431,7 @@ impl Ctx<'_> {
                 format!("must be a request path starting with `/` and without spaces, got {p:?}"),
             ));
         }
+        template::check_strict(p, also).map_err(|m| self.error(value.span(), field, m))?;
         Ok(p.clone())
     }
 
@@ -424,6 +443,7 @@ impl Ctx<'_> {
         let Some(value) = value else {
             return Ok(Map::new());
         };
+        template::check(value.get_ref()).map_err(|m| self.error(value.span(), field, m))?;
         match serde_json::from_str::<Value>(value.get_ref()) {
             Ok(Value::Object(map)) => {
                 if map.contains_key("seq") || map.contains_key("ts") {
@@ -441,6 +461,39 @@ impl Ctx<'_> {
                 "must be a JSON object, e.g. '{\"type\":\"chat\"}'",
             )),
         }
+    }
+
+    fn headers(
+        &self,
+        value: Option<&Spanned<std::collections::BTreeMap<String, String>>>,
+        field: &str,
+    ) -> Result<Vec<Header>, ScenarioError> {
+        let Some(value) = value else {
+            return Ok(Vec::new());
+        };
+        value
+            .get_ref()
+            .iter()
+            .map(|(name, v)| {
+                headers::header(name, v)
+                    .map_err(|m| self.error(value.span(), &format!("{field}.{name}"), m))
+            })
+            .collect()
+    }
+
+    fn on_connect(
+        &self,
+        texts: &[Spanned<String>],
+        field: &str,
+    ) -> Result<Vec<String>, ScenarioError> {
+        texts
+            .iter()
+            .map(|t| {
+                template::check(t.get_ref())
+                    .map(|()| t.get_ref().clone())
+                    .map_err(|m| self.error(t.span(), field, m))
+            })
+            .collect()
     }
 
     fn payload(&self, value: Option<&Spanned<i64>>, field: &str) -> Result<usize, ScenarioError> {
@@ -637,7 +690,8 @@ fn validate_publisher(
         rate: ctx.rate(&r.rate, &f("rate"))?,
         payload_bytes: ctx.payload(r.payload_bytes.as_ref(), &f("payload_bytes"))?,
         template: ctx.template(r.message.as_ref(), &f("message"))?,
-        on_connect: r.on_connect.iter().map(|m| m.get_ref().clone()).collect(),
+        on_connect: ctx.on_connect(&r.on_connect, &f("on_connect"))?,
+        headers: ctx.headers(r.headers.as_ref(), &f("headers"))?,
     })
 }
 
@@ -723,7 +777,7 @@ fn validate_group(
             let path = r
                 .send_path
                 .as_ref()
-                .map(|p| ctx.path(p, &f("send_path")))
+                .map(|p| ctx.path_with(p, &f("send_path"), &["id"]))
                 .transpose()?;
             if protocol == Protocol::Sse && path.is_none() {
                 return Err(ctx.error(
@@ -854,8 +908,9 @@ fn validate_group(
             .as_ref()
             .map_or_else(Vec::new, |t| t.get_ref().clone()),
         stamp,
-        on_connect: r.on_connect.iter().map(|m| m.get_ref().clone()).collect(),
+        on_connect: ctx.on_connect(&r.on_connect, &f("on_connect"))?,
         send,
+        headers: ctx.headers(r.headers.as_ref(), &f("headers"))?,
     })
 }
 
@@ -864,6 +919,17 @@ impl Scenario {
     #[must_use]
     pub fn total_connections(&self) -> u64 {
         self.clients.iter().map(|g| u64::from(g.count)).sum()
+    }
+
+    /// Adds `extra` headers (`--header`) to every group and publisher, replacing any of the
+    /// same name.
+    pub fn add_headers(&mut self, extra: &[Header]) {
+        for g in &mut self.clients {
+            g.headers = headers::merged(&g.headers, extra);
+        }
+        for p in &mut self.publishers {
+            p.headers = headers::merged(&p.headers, extra);
+        }
     }
 
     /// Caps every group at `max_clients` connections and the measured phase at `duration`

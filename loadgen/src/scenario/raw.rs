@@ -70,6 +70,7 @@ pub(super) struct RawClients {
     pub(super) id_event: Option<Spanned<String>>,
     pub(super) payload_bytes: Option<Spanned<i64>>,
     pub(super) message: Option<Spanned<String>>,
+    pub(super) headers: Option<Spanned<std::collections::BTreeMap<String, String>>>,
 }
 
 /// `stamp = { … }`: where the stamp lives in a message.
@@ -94,4 +95,5 @@ pub(super) struct RawPublisher {
     pub(super) message: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) on_connect: Vec<Spanned<String>>,
+    pub(super) headers: Option<Spanned<std::collections::BTreeMap<String, String>>>,
 }

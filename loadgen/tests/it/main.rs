@@ -3,6 +3,7 @@
 
 mod cli;
 mod correctness;
+mod headers;
 mod report;
 mod scenarios;
 mod support;

@@ -73,6 +73,7 @@ pub(crate) fn options(scenario: Scenario, target: Option<SocketAddr>, out: &Path
         command_line: vec!["test".to_owned()],
         cancel: None,
         raw_samples: None,
+        seed: loadgen::live::run::DEFAULT_SEED,
     }
 }
 
@@ -87,6 +88,18 @@ pub(crate) struct Seen {
     pub(crate) path: String,
     pub(crate) last_event_id: Option<String>,
     pub(crate) at: Instant,
+    /// Every header line, name lower-cased.
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+impl Seen {
+    /// The value of header `name` (lower case), if sent.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 type Reply = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -115,10 +128,17 @@ pub(crate) async fn fake_server(handler: Handler) -> (SocketAddr, Arc<Mutex<Vec<
                             .or_else(|| l.strip_prefix("Last-Event-ID: "))
                     })
                     .map(str::to_owned);
+                let headers = head
+                    .lines()
+                    .skip(1)
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                    .collect();
                 let request = Seen {
                     path,
                     last_event_id,
                     at: Instant::now(),
+                    headers,
                 };
                 log.lock()
                     .unwrap_or_else(PoisonError::into_inner)

@@ -2,6 +2,7 @@
 
 pub(crate) mod post;
 pub(crate) mod publisher;
+pub(crate) mod request;
 pub(crate) mod schedule;
 pub(crate) mod sse;
 pub(crate) mod timer;
@@ -97,6 +98,8 @@ pub(crate) struct RunCtx {
     pub(crate) error_samples: Mutex<Vec<String>>,
     /// `--raw-samples`: rows admitted against the limit; `None` when not asked for.
     pub(crate) raw: Option<RawBudget>,
+    /// Seed of `{rand:A..B}` placeholders (`--seed`).
+    pub(crate) seed: u64,
 }
 
 impl RunCtx {
@@ -111,6 +114,7 @@ impl RunCtx {
         shape: (usize, usize),
         warmup: Duration,
         raw_limit: Option<u64>,
+        seed: u64,
     ) -> io::Result<Self> {
         let (groups, publishers) = shape;
         Ok(Self {
@@ -130,6 +134,7 @@ impl RunCtx {
             received: AtomicU64::new(0),
             error_samples: Mutex::new(Vec::new()),
             raw: raw_limit.map(RawBudget::new),
+            seed,
         })
     }
 

@@ -35,23 +35,22 @@ impl Poster {
             .ok_or_else(|| ConnectError::Other("no connection".to_owned()))
     }
 
-    /// POSTs `body` (JSON) to `path`; returns the status and the response body.
+    /// POSTs `body` (JSON) to `path` with `headers`; returns the status and the response
+    /// body.
     pub(crate) async fn post(
         &mut self,
         ctx: &Ctx,
         path: &str,
         body: String,
+        headers: &hyper::header::HeaderMap,
     ) -> Result<(u16, Bytes), ConnectError> {
         let sender = self.sender(ctx).await?;
         let mut req = hyper::Request::post(path)
             .header("host", ctx.host())
-            .header("content-type", "application/json");
-        if let Some(token) = &ctx.token {
-            req = req.header("authorization", format!("Bearer {token}"));
-        }
-        let req = req
+            .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| ConnectError::Other(e.to_string()))?;
+        super::request::apply(req.headers_mut(), headers);
         let result = sender.send_request(req).await;
         let res = match result {
             Ok(res) => res,

@@ -7,9 +7,11 @@ use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::post::Poster;
+use super::request::Rendered;
 use super::schedule::Schedule;
 use super::{Ctx, stamped_message, stopped};
 use crate::live::stats::Shard;
+use crate::scenario::template::Vars;
 use crate::scenario::{PublishVia, Publisher};
 
 /// Publishes from the moment sending starts until it stops; `index` is this publisher's
@@ -21,11 +23,18 @@ pub(crate) async fn run(ctx: Ctx, spec: Publisher, index: usize, shard: Shard) {
         () = stopped(&mut stop) => return,
         () = stopped(&mut start) => {}
     }
+    let index_u64 = index as u64;
+    let vars = Vars {
+        conn: index_u64,
+        group_conn: index_u64,
+        seed: ctx.seed,
+    };
+    let rendered = Rendered::for_publisher(&ctx, &spec, &vars);
     let mut ws = match spec.via {
         PublishVia::Http => None,
-        PublishVia::Ws => match super::ws::connect(&ctx, &spec.path).await {
+        PublishVia::Ws => match super::ws::connect(&ctx, &rendered).await {
             Ok(mut socket) => {
-                for text in &spec.on_connect {
+                for text in &rendered.on_connect {
                     let _ = socket.send(Message::text(text.clone())).await;
                 }
                 Some(socket)
@@ -44,12 +53,15 @@ pub(crate) async fn run(ctx: Ctx, spec: Publisher, index: usize, shard: Shard) {
     while let Some(slot) = schedule.next_until(stop.as_mut()).await {
         // Stamped with the intended slot, not the moment this task got to run.
         let ts = ctx.clock.unix_us(slot.at);
-        let text = stamped_message(&spec.template, slot.seq, ts, spec.payload_bytes);
+        let text = stamped_message(&rendered.template, slot.seq, ts, spec.payload_bytes);
         ctx.record_send(&shard, slot);
         let ok = match &mut ws {
             Some(socket) => socket.send(Message::text(text)).await.is_ok(),
             None => {
-                matches!(poster.post(&ctx, &spec.path, text).await, Ok((s, _)) if (200..300).contains(&s))
+                let posted = poster
+                    .post(&ctx, &rendered.path, text, &rendered.headers)
+                    .await;
+                matches!(posted, Ok((s, _)) if (200..300).contains(&s))
             }
         };
         // Counted as published either way: a subscriber expects every slot, and a failed

@@ -17,12 +17,14 @@ use tokio::time::{Instant, sleep, sleep_until};
 use wire::sse::{EventRef, Parser};
 
 use super::post::Poster;
+use super::request::Rendered;
 use super::schedule::Schedule;
 use super::{
     ConnectError, Ctx, GroupRun, Stop, elapsed_us, fastrand_fraction, missed_of, stamp_of_text,
     stamped_message, stopped, tcp_connect,
 };
 use crate::live::stats::Shard;
+use crate::scenario::template::Vars;
 
 /// Reconnection delay when the stream never sent `retry:` (browsers use a few seconds; the
 /// spec leaves it to the client).
@@ -59,6 +61,8 @@ struct Conn {
     posted: Arc<AtomicU64>,
     /// The sender of the current stream, if it sends: stop signal and task.
     sender: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    /// Path, headers and message template with placeholders replaced.
+    rendered: Arc<Rendered>,
 }
 
 /// Runs SSE connection `conn` (its index over the run) from `start_at` until the run stops.
@@ -67,19 +71,21 @@ pub(crate) async fn run(
     group: Arc<GroupRun>,
     shard: Shard,
     start_at: Instant,
-    conn: u64,
+    vars: Vars,
 ) {
     sleep_until(start_at).await;
     let hold_until = group.spec.hold.map(|h| Instant::now() + h);
+    let rendered = Arc::new(Rendered::for_group(&ctx, &group.spec, &vars));
     let mut conn = Conn {
         ctx,
         group,
         shard,
-        track: super::Track::new(conn),
+        track: super::Track::new(vars.conn),
         parser: Parser::new(),
         user_id: None,
         posted: Arc::default(),
         sender: None,
+        rendered,
     };
     let mut stop = conn.ctx.stop.clone();
     loop {
@@ -161,7 +167,7 @@ impl Conn {
             .handshake(TokioIo::new(tcp))
             .await
             .map_err(|e| ConnectError::Other(e.to_string()))?;
-        let mut req = hyper::Request::get(self.group.spec.path.as_str())
+        let mut req = hyper::Request::get(self.rendered.path.as_str())
             .header("host", self.ctx.host())
             .header("accept", "text/event-stream")
             .header("cache-control", "no-cache");
@@ -169,12 +175,10 @@ impl Conn {
         if !last_id.is_empty() {
             req = req.header("last-event-id", last_id);
         }
-        if let Some(token) = &self.ctx.token {
-            req = req.header("authorization", format!("Bearer {token}"));
-        }
-        let req = req
+        let mut req = req
             .body(Empty::new())
             .map_err(|e| ConnectError::Other(e.to_string()))?;
+        super::request::apply(req.headers_mut(), &self.rendered.headers);
         let mut driver = Driver {
             conn: Box::pin(conn),
             done: false,
@@ -257,6 +261,7 @@ impl Conn {
         let task = tokio::spawn(post_at_rate(
             Arc::clone(&self.ctx),
             Arc::clone(&self.group),
+            Arc::clone(&self.rendered),
             self.shard.clone(),
             user_id,
             Arc::clone(&self.posted),
@@ -334,6 +339,7 @@ impl Conn {
 async fn post_at_rate(
     ctx: Ctx,
     group: Arc<GroupRun>,
+    rendered: Arc<Rendered>,
     shard: Shard,
     user_id: u64,
     posted: Arc<AtomicU64>,
@@ -342,8 +348,8 @@ async fn post_at_rate(
     let Some(spec) = &group.spec.send else {
         return;
     };
-    let path = spec
-        .path
+    let path = rendered
+        .send_path
         .as_deref()
         .unwrap_or("/")
         .replace("{id}", &user_id.to_string());
@@ -360,11 +366,11 @@ async fn post_at_rate(
     while let Some(slot) = schedule.next_until(stopped_either.as_mut()).await {
         let seq = posted.fetch_add(1, Ordering::AcqRel) + 1;
         let ts = ctx.clock.unix_us(slot.at);
-        let text = stamped_message(&spec.template, seq, ts, spec.payload_bytes);
+        let text = stamped_message(&rendered.template, seq, ts, spec.payload_bytes);
         ctx.group_sent[group.index].fetch_add(1, Ordering::Relaxed);
         ctx.record_send(&shard, slot);
         let ok = matches!(
-            poster.post(&ctx, &path, text).await,
+            poster.post(&ctx, &path, text, &rendered.headers).await,
             Ok((s, _)) if (200..300).contains(&s)
         );
         shard.count(|c| {

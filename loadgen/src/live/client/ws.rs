@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{WebSocketStream, client_async_with_config};
 
+use super::request::Rendered;
 use super::schedule::{Schedule, Slot};
 use super::{
     ConnectError, Ctx, GroupRun, elapsed_us, fastrand_fraction, missed_of, read_stamp,
@@ -20,6 +21,7 @@ use super::{
 };
 use crate::live::stats::Shard;
 use crate::scenario::Expect;
+use crate::scenario::template::Vars;
 
 /// Client WebSocket settings: 4 KiB read buffer (tungstenite's default is 128 KiB), eager writes.
 pub(crate) fn ws_config() -> WebSocketConfig {
@@ -32,18 +34,13 @@ pub(crate) fn ws_config() -> WebSocketConfig {
 
 type Socket = WebSocketStream<tokio::net::TcpStream>;
 
-/// Opens a WebSocket to `path` on the target.
-pub(crate) async fn connect(ctx: &Ctx, path: &str) -> Result<Socket, ConnectError> {
+/// Opens a WebSocket to the rendered path on the target, with the rendered headers.
+pub(crate) async fn connect(ctx: &Ctx, rendered: &Rendered) -> Result<Socket, ConnectError> {
     let tcp = tcp_connect(ctx.target).await?;
-    let mut request = format!("ws://{}{path}", ctx.target)
+    let mut request = format!("ws://{}{}", ctx.target, rendered.path)
         .into_client_request()
         .map_err(|e| ConnectError::Other(e.to_string()))?;
-    if let Some(token) = &ctx.token {
-        let value = format!("Bearer {token}")
-            .parse()
-            .map_err(|_| ConnectError::Other("token is not a valid header value".to_owned()))?;
-        request.headers_mut().insert("authorization", value);
-    }
+    super::request::apply(request.headers_mut(), &rendered.headers);
     let handshake = client_async_with_config(request, tcp, Some(ws_config()));
     match tokio::time::timeout(super::CONNECT_TIMEOUT, handshake).await {
         Err(_) => Err(ConnectError::Timeout),
@@ -65,19 +62,27 @@ struct Conn {
     group: Arc<GroupRun>,
     shard: Shard,
     track: super::Track,
-    id: u64,
+    /// Path, headers, on_connect and message template with placeholders replaced.
+    rendered: Rendered,
 }
 
-/// Runs one WebSocket connection from `start_at` until the run stops.
-pub(crate) async fn run(ctx: Ctx, group: Arc<GroupRun>, shard: Shard, start_at: Instant, id: u64) {
+/// Runs WebSocket connection `vars.conn` from `start_at` until the run stops.
+pub(crate) async fn run(
+    ctx: Ctx,
+    group: Arc<GroupRun>,
+    shard: Shard,
+    start_at: Instant,
+    vars: Vars,
+) {
     sleep_until(start_at).await;
     let hold_until = group.spec.hold.map(|h| Instant::now() + h);
+    let rendered = Rendered::for_group(&ctx, &group.spec, &vars);
     let mut conn = Conn {
         ctx,
         group,
         shard,
-        track: super::Track::new(id - 1),
-        id,
+        track: super::Track::new(vars.conn),
+        rendered,
     };
     let mut stop = conn.ctx.stop.clone();
     loop {
@@ -103,7 +108,7 @@ impl Conn {
     async fn connect_and_run(&mut self, hold_until: Option<Instant>) -> Ended {
         self.track.attempt_at = Instant::now();
         self.shard.count(|c| c.connections_attempted += 1);
-        let connected = connect(&self.ctx, &self.group.spec.path).await;
+        let connected = connect(&self.ctx, &self.rendered).await;
         if connected.is_err() {
             self.track.mark_attempted(&self.ctx);
         }
@@ -121,7 +126,7 @@ impl Conn {
             .record_connect(&self.shard, elapsed_us(self.track.attempt_at));
         self.shard.count(|c| c.connections_established += 1);
         // Open (ready) only once the on_connect messages (joins, subscriptions) are out.
-        for text in &self.group.spec.on_connect {
+        for text in &self.rendered.on_connect {
             if socket.send(Message::text(text.clone())).await.is_err() {
                 self.shard.count(|c| c.send_errors += 1);
             }
@@ -164,7 +169,8 @@ impl Conn {
                     Some(Ok(_)) => {}
                 },
                 () = stopped(&mut start_sending), if rate.is_some() && schedule.is_none() && !*self.ctx.stop_sending.borrow() => {
-                    let fraction = fastrand_fraction(self.id);
+                    // Spread the connections' slots over the period (by connection index).
+                    let fraction = fastrand_fraction(self.track.conn + 1);
                     schedule = rate.map(|r| Schedule::at_rate(&self.ctx.timer, r, fraction));
                 },
                 () = stopped(&mut stop_sending), if schedule.is_some() => schedule = None,
@@ -186,7 +192,7 @@ impl Conn {
         self.track.sent += 1;
         let seq = self.track.sent;
         let ts = self.ctx.clock.unix_us(slot.at);
-        let text = stamped_message(&spec.template, seq, ts, spec.payload_bytes);
+        let text = stamped_message(&self.rendered.template, seq, ts, spec.payload_bytes);
         self.ctx.group_sent[self.group.index].fetch_add(1, Ordering::Relaxed);
         self.ctx.record_send(&self.shard, slot);
         let ok = socket.send(Message::text(text)).await.is_ok();
