@@ -184,18 +184,18 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
     };
 
     let signals = Signals::new();
-    let ctx: Ctx = Arc::new(
-        RunCtx::new(
-            target.addr,
-            opts.token.clone(),
-            &signals,
-            (opts.scenario.clients.len(), opts.scenario.publishers.len()),
-            opts.scenario.run.warmup,
-            opts.raw_samples.as_ref().map(|r| r.limit),
-            opts.seed,
-        )
-        .map_err(|e| TargetError::Start(format!("cannot start the send timer thread: {e}")))?,
-    );
+    let mut run_ctx = RunCtx::new(
+        target.addr,
+        opts.token.clone(),
+        &signals,
+        (opts.scenario.clients.len(), opts.scenario.publishers.len()),
+        opts.scenario.run.warmup,
+        opts.raw_samples.as_ref().map(|r| r.limit),
+        opts.seed,
+    )
+    .map_err(|e| TargetError::Start(format!("cannot start the send timer thread: {e}")))?;
+    run_ctx.source_addrs.clone_from(&opts.scenario.source_addrs);
+    let ctx: Ctx = Arc::new(run_ctx);
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let shards = Shards::new(cores * 2);
     let (mut tasks, last_arrival) = spawn_load(&opts.scenario, &ctx, &shards, t0);

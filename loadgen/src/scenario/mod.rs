@@ -292,6 +292,10 @@ pub struct Scenario {
     pub description: String,
     /// Target server; `None`: start the bundled server.
     pub target: Option<SocketAddr>,
+    /// Local addresses outgoing connections are bound to, round-robin by connection index
+    /// (each source address has its own ~28,000 ephemeral ports per target address and
+    /// port); empty: the OS picks.
+    pub source_addrs: Vec<IpAddr>,
     /// Timing.
     pub run: RunSpec,
     /// Bundled server settings.
@@ -517,6 +521,7 @@ fn validate(ctx: &Ctx<'_>, raw: raw::RawScenario) -> Result<Scenario, ScenarioEr
         .as_ref()
         .map(|t| parse_target(ctx, t))
         .transpose()?;
+    let source_addrs = validate_sources(ctx, raw.source_addrs.as_ref())?;
     let run = validate_run(ctx, &raw.run)?;
     let server = validate_server(ctx, &raw.server)?;
     let mut publishers = Vec::new();
@@ -563,6 +568,7 @@ fn validate(ctx: &Ctx<'_>, raw: raw::RawScenario) -> Result<Scenario, ScenarioEr
         name,
         description: raw.description.unwrap_or_default(),
         target,
+        source_addrs,
         run,
         server,
         clients,
@@ -591,6 +597,29 @@ fn parse_target(ctx: &Ctx<'_>, value: &Spanned<String>) -> Result<SocketAddr, Sc
         .or_else(|_| authority.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 80)))
         .map_err(|_| bad(format!("must be http://<IP address or localhost>[:port], got {text:?} (host names are not resolved)")))?;
     Ok(addr)
+}
+
+fn validate_sources(
+    ctx: &Ctx<'_>,
+    raw: Option<&Spanned<Vec<String>>>,
+) -> Result<Vec<IpAddr>, ScenarioError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<IpAddr> = Vec::new();
+    for text in raw.get_ref() {
+        let bad = |m: String| ctx.error(raw.span(), "source_addrs", m);
+        let ip: IpAddr = text.parse().map_err(|_| {
+            bad(format!(
+                "{text:?} is not an IP address (e.g. \"127.0.0.2\")"
+            ))
+        })?;
+        if out.contains(&ip) {
+            return Err(bad(format!("{ip} is listed twice")));
+        }
+        out.push(ip);
+    }
+    Ok(out)
 }
 
 fn validate_run(ctx: &Ctx<'_>, run: &Spanned<raw::RawRun>) -> Result<RunSpec, ScenarioError> {
@@ -1018,6 +1047,10 @@ impl Scenario {
             |a| format!("http://{a}"),
         );
         let _ = writeln!(out, "target: {target}");
+        if !self.source_addrs.is_empty() {
+            let list: Vec<String> = self.source_addrs.iter().map(ToString::to_string).collect();
+            let _ = writeln!(out, "source addresses: {}", list.join(", "));
+        }
         let settle = if self.run.settle.is_zero() {
             String::new()
         } else {

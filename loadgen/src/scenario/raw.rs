@@ -11,6 +11,7 @@ pub(super) struct RawScenario {
     pub(super) name: Option<String>,
     pub(super) description: Option<String>,
     pub(super) target: Option<Spanned<String>>,
+    pub(super) source_addrs: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     pub(super) thresholds: Vec<Spanned<String>>,
     pub(super) run: Spanned<RawRun>,

@@ -241,3 +241,25 @@ fn settle_defaults_to_zero_and_is_bounded() {
         "at most 60s",
     );
 }
+
+#[test]
+fn source_addresses_are_ip_addresses_listed_once() {
+    let text = GOOD.replacen("[run]", "source_addrs = [\"127.0.0.2\", \"::1\"]\n[run]", 1);
+    let s = parse_str(&text).expect("valid");
+    assert_eq!(s.source_addrs.len(), 2);
+    assert!(s.plan().contains("source addresses: 127.0.0.2, ::1"));
+    bad(
+        "[run]",
+        "source_addrs = [\"127.0.0.2\", \"lo\"]\n[run]",
+        5,
+        "source_addrs",
+        "\"lo\" is not an IP address",
+    );
+    bad(
+        "[run]",
+        "source_addrs = [\"127.0.0.2\", \"127.0.0.2\"]\n[run]",
+        5,
+        "source_addrs",
+        "listed twice",
+    );
+}

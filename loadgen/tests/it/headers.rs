@@ -1,5 +1,6 @@
-//! Request headers (scenario, `--header`, `${VAR}`) and per-connection templates (`{conn}`,
-//! `{group_conn}`, `{rand:A..B}` with `--seed`) reach the server as written.
+//! Request headers (scenario, `--header`, `${VAR}`), per-connection templates (`{conn}`,
+//! `{group_conn}`, `{rand:A..B}` with `--seed`) and source addresses reach the server as
+//! written.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError};
@@ -154,5 +155,36 @@ async fn headers_from_the_environment_and_the_command_line_reach_a_protected_ser
     assert!(
         json.contains("authorization") && !json.contains("s3cret"),
         "names only"
+    );
+}
+
+#[tokio::test]
+async fn connections_leave_from_every_source_address_round_robin() {
+    let (addr, seen) = fake_server(one_event_streams()).await;
+    let dir = support::temp_dir("sources");
+    let text = TEMPLATED.replacen(
+        "[run]",
+        "source_addrs = [\"127.0.0.1\", \"127.0.0.2\"]\n\n[run]",
+        1,
+    );
+    let report = loadgen::run(support::options(support::scenario(&text), Some(addr), &dir))
+        .await
+        .expect("runs");
+    assert_eq!(report.counters.connections_established, 5);
+    let mut by_source: BTreeMap<String, usize> = BTreeMap::new();
+    for s in seen
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .filter(|s| s.path.starts_with("/t"))
+    {
+        *by_source.entry(s.peer.ip().to_string()).or_default() += 1;
+    }
+    let want: BTreeMap<String, usize> = [("127.0.0.1".to_owned(), 3), ("127.0.0.2".to_owned(), 2)]
+        .into_iter()
+        .collect();
+    assert_eq!(
+        by_source, want,
+        "connections 0, 2, 4 from .1 and 1, 3 from .2"
     );
 }

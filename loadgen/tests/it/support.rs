@@ -90,6 +90,8 @@ pub(crate) struct Seen {
     pub(crate) at: Instant,
     /// Every header line, name lower-cased.
     pub(crate) headers: Vec<(String, String)>,
+    /// The client's address.
+    pub(crate) peer: SocketAddr,
 }
 
 impl Seen {
@@ -113,7 +115,7 @@ pub(crate) async fn fake_server(handler: Handler) -> (SocketAddr, Arc<Mutex<Vec<
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let log = Arc::clone(&seen);
     tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
+        while let Ok((mut stream, peer)) = listener.accept().await {
             let handler = Arc::clone(&handler);
             let log = Arc::clone(&log);
             tokio::spawn(async move {
@@ -139,6 +141,7 @@ pub(crate) async fn fake_server(handler: Handler) -> (SocketAddr, Arc<Mutex<Vec<
                     last_event_id,
                     at: Instant::now(),
                     headers,
+                    peer,
                 };
                 log.lock()
                     .unwrap_or_else(PoisonError::into_inner)

@@ -100,6 +100,9 @@ pub(crate) struct RunCtx {
     pub(crate) raw: Option<RawBudget>,
     /// Seed of `{rand:A..B}` placeholders (`--seed`).
     pub(crate) seed: u64,
+    /// Source addresses outgoing connections are bound to, round-robin by connection index
+    /// (empty: the OS picks).
+    pub(crate) source_addrs: Vec<std::net::IpAddr>,
 }
 
 impl RunCtx {
@@ -135,6 +138,7 @@ impl RunCtx {
             error_samples: Mutex::new(Vec::new()),
             raw: raw_limit.map(RawBudget::new),
             seed,
+            source_addrs: Vec::new(),
         })
     }
 
@@ -214,6 +218,12 @@ impl RunCtx {
     /// Total messages publisher `i` has sent.
     pub(crate) fn published(&self, i: usize) -> u64 {
         self.published[i].load(Ordering::Acquire)
+    }
+
+    /// The source address of connection `conn` (round-robin), if any were given.
+    pub(crate) fn source_for(&self, conn: u64) -> Option<std::net::IpAddr> {
+        let n = self.source_addrs.len() as u64;
+        (n > 0).then(|| self.source_addrs[usize::try_from(conn % n).unwrap_or(0)])
     }
 
     /// The `Host` header value.
@@ -440,7 +450,29 @@ impl std::fmt::Display for ConnectError {
 
 /// Opens a TCP connection with `TCP_NODELAY`, bounded by [`CONNECT_TIMEOUT`].
 pub(crate) async fn tcp_connect(addr: SocketAddr) -> Result<TcpStream, ConnectError> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+    tcp_connect_from(addr, None).await
+}
+
+/// Opens a TCP connection from `source` (any port), or from the address the OS picks.
+pub(crate) async fn tcp_connect_from(
+    addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
+) -> Result<TcpStream, ConnectError> {
+    let connect = async {
+        match source {
+            None => TcpStream::connect(addr).await,
+            Some(ip) => {
+                let socket = if addr.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()?
+                } else {
+                    tokio::net::TcpSocket::new_v6()?
+                };
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(addr).await
+            }
+        }
+    };
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
         .map_err(|_| ConnectError::Timeout)?
         .map_err(|e| ConnectError::from_io(&e))?;

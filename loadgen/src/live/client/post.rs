@@ -5,12 +5,24 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 
-use super::{ConnectError, Ctx, tcp_connect};
+use super::{ConnectError, Ctx, tcp_connect_from};
 
 /// One HTTP/1.1 connection used for sequential POSTs; reconnects when it breaks.
 #[derive(Debug, Default)]
 pub(crate) struct Poster {
     sender: Option<SendRequest<Full<Bytes>>>,
+    /// Source address of its connections (`source_addrs`), if any.
+    source: Option<std::net::IpAddr>,
+}
+
+impl From<Option<std::net::IpAddr>> for Poster {
+    /// A poster whose connections leave from `source`.
+    fn from(source: Option<std::net::IpAddr>) -> Self {
+        Self {
+            sender: None,
+            source,
+        }
+    }
 }
 
 impl Poster {
@@ -20,7 +32,7 @@ impl Poster {
             None => false,
         };
         if !usable {
-            let tcp = tcp_connect(ctx.target).await?;
+            let tcp = tcp_connect_from(ctx.target, self.source).await?;
             let (sender, conn) = http1::Builder::new()
                 .handshake(TokioIo::new(tcp))
                 .await

@@ -46,7 +46,7 @@ pub(crate) async fn run(ctx: Ctx, spec: Publisher, index: usize, shard: Shard) {
             }
         },
     };
-    let mut poster = Poster::default();
+    let mut poster = Poster::from(rendered.source);
     let mut schedule = Schedule::at_rate(&ctx.timer, spec.rate, 0.0);
     let stop = stopped(&mut stop);
     tokio::pin!(stop);

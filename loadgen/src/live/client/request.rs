@@ -22,6 +22,8 @@ pub(crate) struct Rendered {
     pub(crate) template: Map<String, Value>,
     /// SSE groups: where to POST (`{id}` is filled in once the stream names the user).
     pub(crate) send_path: Option<String>,
+    /// The address its TCP connections are bound to (`source_addrs`), if any.
+    pub(crate) source: Option<std::net::IpAddr>,
 }
 
 impl Rendered {
@@ -36,6 +38,7 @@ impl Rendered {
             send_path: send
                 .and_then(|s| s.path.as_deref())
                 .map(|p| template::render(p, vars).into_owned()),
+            source: ctx.source_for(vars.conn),
         }
     }
 
@@ -47,6 +50,7 @@ impl Rendered {
             on_connect: render_all(&p.on_connect, vars),
             template: render_map(&p.template, vars),
             send_path: None,
+            source: ctx.source_for(vars.conn),
         }
     }
 }

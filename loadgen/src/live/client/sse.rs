@@ -21,7 +21,7 @@ use super::request::Rendered;
 use super::schedule::Schedule;
 use super::{
     ConnectError, Ctx, GroupRun, Stop, elapsed_us, fastrand_fraction, missed_of, stamp_of_text,
-    stamped_message, stopped, tcp_connect,
+    stamped_message, stopped, tcp_connect_from,
 };
 use crate::live::stats::Shard;
 use crate::scenario::template::Vars;
@@ -161,7 +161,7 @@ impl Conn {
     }
 
     async fn open(&mut self) -> Result<(Incoming, Driver), ConnectError> {
-        let tcp = tcp_connect(self.ctx.target).await?;
+        let tcp = tcp_connect_from(self.ctx.target, self.rendered.source).await?;
         let (mut sender, conn) = http1::Builder::new()
             .read_buf_exact_size(Some(4096))
             .handshake(TokioIo::new(tcp))
@@ -353,7 +353,7 @@ async fn post_at_rate(
         .as_deref()
         .unwrap_or("/")
         .replace("{id}", &user_id.to_string());
-    let mut poster = Poster::default();
+    let mut poster = Poster::from(rendered.source);
     let mut stop_sending = ctx.stop_sending.clone();
     let stopped_either = async {
         tokio::select! {

@@ -17,7 +17,7 @@ use super::request::Rendered;
 use super::schedule::{Schedule, Slot};
 use super::{
     ConnectError, Ctx, GroupRun, elapsed_us, fastrand_fraction, missed_of, read_stamp,
-    stamped_message, stopped, tcp_connect,
+    stamped_message, stopped, tcp_connect_from,
 };
 use crate::live::stats::Shard;
 use crate::scenario::Expect;
@@ -36,7 +36,7 @@ type Socket = WebSocketStream<tokio::net::TcpStream>;
 
 /// Opens a WebSocket to the rendered path on the target, with the rendered headers.
 pub(crate) async fn connect(ctx: &Ctx, rendered: &Rendered) -> Result<Socket, ConnectError> {
-    let tcp = tcp_connect(ctx.target).await?;
+    let tcp = tcp_connect_from(ctx.target, rendered.source).await?;
     let mut request = format!("ws://{}{}", ctx.target, rendered.path)
         .into_client_request()
         .map_err(|e| ConnectError::Other(e.to_string()))?;
