@@ -30,17 +30,21 @@ pub enum Metric {
     /// messages, SSE-group POSTs, publishers): loadgen's own lateness, included in every
     /// latency that is measured from a slot.
     SendLag,
+    /// Time between consecutive measured messages of one stream (stalls show); recorded for
+    /// unstamped streams, where there is no delivery latency.
+    Interarrival,
 }
 
 impl Metric {
     /// Every metric in output order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Connect,
         Self::FirstEvent,
         Self::Delivery,
         Self::WsRtt,
         Self::Reconnect,
         Self::SendLag,
+        Self::Interarrival,
     ];
 
     /// Name in outputs and thresholds.
@@ -53,6 +57,7 @@ impl Metric {
             Self::WsRtt => "ws_rtt",
             Self::Reconnect => "reconnect",
             Self::SendLag => "send_lag",
+            Self::Interarrival => "interarrival",
         }
     }
 
@@ -70,7 +75,7 @@ pub fn new_histogram() -> Histogram<u64> {
 
 /// One histogram per metric.
 #[derive(Debug, Clone)]
-pub struct Histograms(pub [Histogram<u64>; 6]);
+pub struct Histograms(pub [Histogram<u64>; 7]);
 
 impl Default for Histograms {
     fn default() -> Self {

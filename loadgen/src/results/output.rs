@@ -431,7 +431,8 @@ mod tests {
                 "delivery",
                 "ws_rtt",
                 "reconnect",
-                "send_lag"
+                "send_lag",
+                "interarrival"
             ]
         );
     }

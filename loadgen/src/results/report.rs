@@ -212,8 +212,11 @@ impl Report {
     /// phase: the run's throughput.
     #[must_use]
     pub fn measured_messages_per_s(&self) -> f64 {
-        let samples =
-            self.histograms.get(Metric::Delivery).len() + self.histograms.get(Metric::WsRtt).len();
+        // Unstamped streams have no latency sample: their messages count through
+        // `interarrival` (one sample per message after a stream's first).
+        let samples = self.histograms.get(Metric::Delivery).len()
+            + self.histograms.get(Metric::WsRtt).len()
+            + self.histograms.get(Metric::Interarrival).len();
         let seconds = self.scenario.run.duration.as_secs_f64();
         if seconds > 0.0 {
             samples as f64 / seconds

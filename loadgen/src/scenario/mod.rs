@@ -139,6 +139,22 @@ pub struct StampSpec {
     pub fields: StampFields,
     /// JSON pointer to the object holding the fields (`""`: the message itself).
     pub pointer: String,
+    /// Whether messages are stamped at all.
+    pub kind: StampKind,
+}
+
+/// What a received message's stamp is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StampKind {
+    /// `seq` and `ts` JSON fields: sequence accounting and `delivery`/`ws_rtt` latency.
+    #[default]
+    Json,
+    /// `stamp = "none"`: no stamp. Messages, bytes, `first_event` and `interarrival` are
+    /// measured, nothing can be lost or late; never a parse error.
+    None,
+    /// `stamp = { seq = "sse-id" }`: the SSE `id:` of each event is its sequence number (gaps,
+    /// duplicates), with no latency; every event must carry a numeric id.
+    SseId,
 }
 
 /// Messages a connection sends at a fixed rate (open model, stamped with the intended slot).
@@ -847,41 +863,43 @@ fn validate_group(
             ));
         }
     };
-    let expect = match r.expect.as_ref().map(|e| e.get_ref().as_str()) {
-        None if latency == Latency::Rtt => Expect::Echo,
-        None if protocol == Protocol::Sse => Expect::Stream,
-        None => Expect::Nothing,
-        Some("stream") => Expect::Stream,
-        Some("peers") => Expect::Peers,
-        Some("echo") => Expect::Echo,
-        Some("none") => Expect::Nothing,
-        Some(other) => match other.strip_prefix("publisher:") {
-            Some(name) if publishers.iter().any(|p| p.name == name) => {
-                Expect::Publisher(name.to_owned())
-            }
-            _ => {
-                let span = r.expect.as_ref().map_or(0..0, Spanned::span);
-                let names: Vec<String> = publishers
-                    .iter()
-                    .map(|p| format!("\"publisher:{}\"", p.name))
-                    .collect();
-                return Err(ctx.error(span, &f("expect"), format!(
-                    "must be \"stream\", \"peers\", \"echo\", \"none\" or one of [{}], got {other:?}",
-                    names.join(", ")
-                )));
-            }
-        },
-    };
-    if matches!(expect, Expect::Peers | Expect::Echo) && send.is_none() {
-        let span = r.expect.as_ref().map_or(c.span(), Spanned::span);
-        return Err(ctx.error(span, &f("expect"), "\"peers\" and \"echo\" need send_rate"));
-    }
     let stamp = match &r.stamp {
         None => StampSpec {
             fields: StampFields::default(),
             pointer: String::new(),
+            kind: StampKind::Json,
         },
-        Some(s) => {
+        Some(raw::RawStampSetting::Word(w)) if w == "none" => StampSpec {
+            fields: StampFields::default(),
+            pointer: String::new(),
+            kind: StampKind::None,
+        },
+        Some(raw::RawStampSetting::Word(w)) => {
+            return Err(ctx.error(
+                c.span(),
+                &f("stamp"),
+                format!("must be \"none\" or a table such as {{ seq = \"seq\", ts = \"ts\" }}, got {w:?}"),
+            ));
+        }
+        Some(raw::RawStampSetting::Table(s)) if s.seq.as_deref() == Some("sse-id") => {
+            if protocol != Protocol::Sse
+                || s.ts.is_some()
+                || s.pointer.is_some()
+                || s.unit.is_some()
+            {
+                return Err(ctx.error(
+                    c.span(),
+                    &f("stamp.seq"),
+                    "\"sse-id\" (the SSE id as the sequence) is for SSE groups, alone: no ts, unit or pointer",
+                ));
+            }
+            StampSpec {
+                fields: StampFields::default(),
+                pointer: String::new(),
+                kind: StampKind::SseId,
+            }
+        }
+        Some(raw::RawStampSetting::Table(s)) => {
             let unit = match s.unit.as_ref().map(|u| u.get_ref().as_str()) {
                 None | Some("us") => TimeUnit::Us,
                 Some("ms") => TimeUnit::Ms,
@@ -914,9 +932,53 @@ fn validate_group(
                     unit,
                 },
                 pointer,
+                kind: StampKind::Json,
             }
         }
     };
+    let expect = match r.expect.as_ref().map(|e| e.get_ref().as_str()) {
+        None if stamp.kind == StampKind::None => Expect::Nothing,
+        None if latency == Latency::Rtt => Expect::Echo,
+        None if protocol == Protocol::Sse => Expect::Stream,
+        None => Expect::Nothing,
+        Some("stream") => Expect::Stream,
+        Some("peers") => Expect::Peers,
+        Some("echo") => Expect::Echo,
+        Some("none") => Expect::Nothing,
+        Some(other) => match other.strip_prefix("publisher:") {
+            Some(name) if publishers.iter().any(|p| p.name == name) => {
+                Expect::Publisher(name.to_owned())
+            }
+            _ => {
+                let span = r.expect.as_ref().map_or(0..0, Spanned::span);
+                let names: Vec<String> = publishers
+                    .iter()
+                    .map(|p| format!("\"publisher:{}\"", p.name))
+                    .collect();
+                return Err(ctx.error(span, &f("expect"), format!(
+                    "must be \"stream\", \"peers\", \"echo\", \"none\" or one of [{}], got {other:?}",
+                    names.join(", ")
+                )));
+            }
+        },
+    };
+    let unstamped_expectation = match stamp.kind {
+        StampKind::Json => false,
+        StampKind::None => expect != Expect::Nothing,
+        StampKind::SseId => !matches!(expect, Expect::Stream | Expect::Nothing),
+    };
+    if unstamped_expectation {
+        let span = r.expect.as_ref().map_or(c.span(), Spanned::span);
+        return Err(ctx.error(
+            span,
+            &f("expect"),
+            "unstamped messages can only be counted: use expect = \"none\" (or \"stream\" with seq = \"sse-id\")",
+        ));
+    }
+    if matches!(expect, Expect::Peers | Expect::Echo) && send.is_none() {
+        let span = r.expect.as_ref().map_or(c.span(), Spanned::span);
+        return Err(ctx.error(span, &f("expect"), "\"peers\" and \"echo\" need send_rate"));
+    }
     Ok(ClientGroup {
         name: r.name.clone().unwrap_or_else(|| format!("group{}", i + 1)),
         protocol,

@@ -63,7 +63,7 @@ pub(super) struct RawClients {
     pub(super) reconnect: Option<Spanned<bool>>,
     pub(super) events: Option<Spanned<Vec<String>>>,
     pub(super) types: Option<Spanned<Vec<String>>>,
-    pub(super) stamp: Option<RawStamp>,
+    pub(super) stamp: Option<RawStampSetting>,
     #[serde(default)]
     pub(super) on_connect: Vec<Spanned<String>>,
     pub(super) send_rate: Option<Spanned<f64>>,
@@ -72,6 +72,40 @@ pub(super) struct RawClients {
     pub(super) payload_bytes: Option<Spanned<i64>>,
     pub(super) message: Option<Spanned<String>>,
     pub(super) headers: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+}
+
+/// `stamp = "none"` or `stamp = { … }`.
+#[derive(Debug)]
+pub(super) enum RawStampSetting {
+    /// `"none"`: messages carry no stamp.
+    Word(String),
+    /// Where the stamp lives.
+    Table(RawStamp),
+}
+
+impl<'de> Deserialize<'de> for RawStampSetting {
+    /// A string or a table. Not `#[serde(untagged)]`: that buffers the table and loses the
+    /// spans of its fields; the table is handed on to `RawStamp` as it comes.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawStampSetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"none\" or a table such as { seq = \"seq\", ts = \"ts\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawStampSetting::Word(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                RawStamp::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawStampSetting::Table)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// `stamp = { … }`: where the stamp lives in a message.

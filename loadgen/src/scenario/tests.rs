@@ -263,3 +263,47 @@ fn source_addresses_are_ip_addresses_listed_once() {
         "listed twice",
     );
 }
+
+#[test]
+fn unstamped_groups_only_count_and_sse_id_is_for_sse_alone() {
+    let sse = GOOD.replacen("expect = \"publisher:pub\"", "stamp = \"none\"", 1);
+    let s = parse_str(&sse).expect("valid");
+    assert_eq!(s.clients[0].stamp.kind, StampKind::None);
+    assert_eq!(s.clients[0].expect, Expect::Nothing, "nothing can be lost");
+    let ids = GOOD.replacen(
+        "expect = \"publisher:pub\"",
+        "expect = \"stream\"\nstamp = { seq = \"sse-id\" }",
+        1,
+    );
+    assert_eq!(
+        parse_str(&ids).expect("valid").clients[0].stamp.kind,
+        StampKind::SseId
+    );
+    for (to, says) in [
+        (
+            "stamp = \"none\"\nexpect = \"stream\"",
+            "can only be counted",
+        ),
+        ("stamp = \"nothing\"", "must be \"none\" or a table"),
+        ("stamp = { seq = \"sse-id\", ts = \"t\" }", "alone"),
+    ] {
+        let text = GOOD.replacen("expect = \"publisher:pub\"", to, 1);
+        match parse_str(&text) {
+            Err(ScenarioError::Invalid { message, .. }) => {
+                assert!(message.contains(says), "{to}: {message}");
+            }
+            other => panic!("{to}: expected an error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_stamp_table_keeps_the_lines_of_its_fields_in_errors() {
+    bad(
+        "expect = \"publisher:pub\"",
+        "expect = \"publisher:pub\"\nstamp = { unit = \"s\" }",
+        24,
+        "clients[0].stamp.unit",
+        "must be \"ms\"",
+    );
+}

@@ -1,20 +1,21 @@
 //! Pass/fail rules: `"delivery.p99 < 50ms"`, `"connect.max <= 1s"`, `"gaps == 0"`.
 //!
 //! Left side: a latency statistic `<metric>.<stat>` (metrics `connect`, `first_event`,
-//! `delivery`, `ws_rtt`, `reconnect`, `send_lag`; stats `min`, `mean`, `p50`, `p90`, `p95`, `p99`,
+//! `delivery`, `ws_rtt`, `reconnect`, `send_lag`, `interarrival`; stats `min`, `mean`, `p50`, `p90`, `p95`, `p99`,
 //! `p99.9`, `max`) compared with a duration, or a counter (see [`COUNTERS`]) compared with a
 //! number. Operators: `<`, `<=`, `>`, `>=`, `==`, `!=`.
 
 use super::units::parse_duration;
 
 /// Latency metrics a threshold may name.
-pub const LATENCY_METRICS: [&str; 6] = [
+pub const LATENCY_METRICS: [&str; 7] = [
     "connect",
     "first_event",
     "delivery",
     "ws_rtt",
     "reconnect",
     "send_lag",
+    "interarrival",
 ];
 /// Statistics of a latency metric.
 pub const STATS: [&str; 8] = ["min", "mean", "p50", "p90", "p95", "p99", "p99.9", "max"];

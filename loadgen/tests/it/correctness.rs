@@ -691,3 +691,65 @@ async fn calibrate_compares_the_same_messages_the_server_timed() {
     let table = c.table();
     assert!(table.contains("delivery") && table.contains("ws_rtt") && table.contains("verdict"));
 }
+
+#[tokio::test]
+async fn unstamped_streams_count_every_event_and_sse_ids_find_gaps() {
+    // /plain: 30 events of plain text, no id. /ids: events with ids 1..=20 but 7 missing.
+    let handler: Handler = Arc::new(|seen, mut stream| {
+        Box::pin(async move {
+            if seen.path != "/plain" && seen.path != "/ids" {
+                return respond(stream, "404 Not Found", "text/plain").await;
+            }
+            let mut out = SSE_HEAD.to_vec();
+            if seen.path == "/plain" {
+                for i in 0..30 {
+                    out.extend_from_slice(format!("data: tick {i}, not JSON\n\n").as_bytes());
+                }
+            } else {
+                for id in (1..=20u64).filter(|id| *id != 7) {
+                    out.extend_from_slice(format!("id: {id}\ndata: x\n\n").as_bytes());
+                }
+            }
+            if stream.write_all(&out).await.is_ok() {
+                hold_open(stream).await;
+            }
+        })
+    });
+    let (addr, _) = fake_server(handler).await;
+    let dir = support::temp_dir("unstamped");
+    let plain = support::scenario(&one_client(
+        "/plain",
+        "stamp = \"none\"\nreconnect = false",
+        "300ms",
+    ));
+    let report = loadgen::run(support::options(plain, Some(addr), &dir))
+        .await
+        .expect("runs");
+    let c = report.counters;
+    assert_eq!(
+        (c.messages_received, c.parse_errors, c.lost()),
+        (30, 0, 0),
+        "{c:?}"
+    );
+    let h = |m| report.histograms.get(m).len();
+    use loadgen::live::stats::Metric;
+    assert_eq!(h(Metric::Interarrival), 29, "one per event after the first");
+    assert_eq!(h(Metric::FirstEvent), 1);
+    assert_eq!(h(Metric::Delivery), 0);
+    assert_eq!(report.exit_code(), 0, "{:?}", report.failures());
+
+    let ids = support::scenario(&one_client(
+        "/ids",
+        "expect = \"stream\"\nstamp = { seq = \"sse-id\" }\nreconnect = false",
+        "300ms",
+    ));
+    let report = loadgen::run(support::options(ids, Some(addr), &dir))
+        .await
+        .expect("runs");
+    let c = report.counters;
+    assert_eq!(
+        (c.messages_received, c.gaps, c.duplicates),
+        (19, 1, 0),
+        "{c:?}"
+    );
+}

@@ -245,6 +245,8 @@ pub(crate) struct Track {
     pub(crate) dropped_at: Option<Instant>,
     /// Messages this connection sent.
     pub(crate) sent: u64,
+    /// When the current stream's previous measured message arrived (`interarrival`).
+    pub(crate) last_message_at: Option<Instant>,
     got_first: bool,
     /// The first attempt has finished (counted in `first_attempts`).
     attempted: bool,
@@ -259,6 +261,7 @@ impl Track {
             attempt_at: Instant::now(),
             dropped_at: None,
             sent: 0,
+            last_message_at: None,
             got_first: false,
             attempted: false,
         }
@@ -308,6 +311,39 @@ impl Track {
             reconnect_us: self.dropped_at.take().map(elapsed_us),
         };
         ctx.account(shard, &received);
+    }
+
+    /// Accounts for one message of an unstamped stream: counts, bytes, `first_event`,
+    /// `reconnect`, `interarrival` and, with the SSE id as sequence, gaps and duplicates.
+    pub(crate) fn unstamped(&mut self, ctx: &RunCtx, shard: &Shard, seq: Option<u64>, bytes: u64) {
+        if let Some(seq) = seq {
+            self.tracker.observe(seq);
+        }
+        let now = Instant::now();
+        let first_event_us = (!self.got_first).then(|| elapsed_us(self.attempt_at));
+        self.got_first = true;
+        let interarrival_us = self
+            .last_message_at
+            .replace(now)
+            .map(|previous| u64::try_from((now - previous).as_micros()).unwrap_or(u64::MAX));
+        let reconnect_us = self.dropped_at.take().map(elapsed_us);
+        let measuring = ctx.in_window(ctx.clock.unix_us(now));
+        ctx.received.fetch_add(1, Ordering::Relaxed);
+        shard.with(|d| {
+            d.counters.messages_received += 1;
+            d.counters.bytes_received += bytes;
+            if measuring {
+                if let Some(us) = interarrival_us {
+                    d.interval.record(Metric::Interarrival, us);
+                }
+                if let Some(us) = reconnect_us {
+                    d.interval.record(Metric::Reconnect, us);
+                }
+            }
+            if let Some(us) = first_event_us {
+                d.interval.record(Metric::FirstEvent, us);
+            }
+        });
     }
 
     /// Final accounting when the connection is done for good: what it was expected to receive
@@ -570,6 +606,7 @@ mod tests {
         let spec = StampSpec {
             fields: wire::StampFields::default(),
             pointer: "/data".into(),
+            kind: crate::scenario::StampKind::Json,
         };
         let v: Value = serde_json::json!({"type": "message", "data": {"seq": 3, "ts": 4}});
         assert_eq!(

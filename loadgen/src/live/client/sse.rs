@@ -24,6 +24,7 @@ use super::{
     stamped_message, stopped, tcp_connect_from,
 };
 use crate::live::stats::Shard;
+use crate::scenario::StampKind;
 use crate::scenario::template::Vars;
 
 /// Reconnection delay when the stream never sent `retry:` (browsers use a few seconds; the
@@ -126,6 +127,7 @@ pub(crate) async fn run(
 impl Conn {
     async fn connect_and_read(&mut self, hold_until: Option<Instant>) -> Ended {
         self.track.attempt_at = Instant::now();
+        self.track.last_message_at = None;
         self.parser.reset_stream();
         // A new stream is a new chat user: never POST as the previous stream's user.
         self.user_id = None;
@@ -290,7 +292,7 @@ impl Conn {
         // The parser is moved out while it calls back into `self`; events are borrowed from
         // its buffers, so nothing is allocated per event.
         let mut parser = std::mem::take(&mut self.parser);
-        let result = parser.feed(data, |e: EventRef<'_>| self.on_event(e.event_type, e.data));
+        let result = parser.feed(data, |e: EventRef<'_>| self.on_event(&e));
         self.parser = parser;
         if let Err(e) = result {
             tracing::debug!("SSE parse error: {e}");
@@ -300,7 +302,8 @@ impl Conn {
         true
     }
 
-    fn on_event(&mut self, event_type: &str, data: &str) {
+    fn on_event(&mut self, e: &EventRef<'_>) {
+        let (event_type, data) = (e.event_type, e.data);
         let spec = &self.group.spec;
         if event_type == "lagged" || event_type == "lost" {
             let missed = serde_json::from_str::<Value>(data).map_or(0, |v| missed_of(&v));
@@ -316,13 +319,29 @@ impl Conn {
         if !spec.events.iter().any(|e| e == event_type) {
             return;
         }
+        let bytes = data.len() as u64;
+        match spec.stamp.kind {
+            StampKind::Json => {}
+            StampKind::None => {
+                self.track.unstamped(&self.ctx, &self.shard, None, bytes);
+                return;
+            }
+            StampKind::SseId => {
+                let Ok(seq) = e.last_event_id.parse::<u64>() else {
+                    self.shard.count(|c| c.parse_errors += 1);
+                    return;
+                };
+                self.track
+                    .unstamped(&self.ctx, &self.shard, Some(seq), bytes);
+                return;
+            }
+        }
         let now_us = self.ctx.clock.now_us();
         let stamp = stamp_of_text(data, &spec.stamp).and_then(Result::ok);
         let Some(stamp) = stamp else {
             self.shard.count(|c| c.parse_errors += 1);
             return;
         };
-        let bytes = data.len() as u64;
         self.track
             .measured(&self.ctx, &self.shard, &self.group, stamp, bytes, now_us);
     }

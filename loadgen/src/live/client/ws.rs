@@ -20,8 +20,8 @@ use super::{
     stamped_message, stopped, tcp_connect_from,
 };
 use crate::live::stats::Shard;
-use crate::scenario::Expect;
 use crate::scenario::template::Vars;
+use crate::scenario::{Expect, StampKind};
 
 /// Client WebSocket settings: 4 KiB read buffer (tungstenite's default is 128 KiB), eager writes.
 pub(crate) fn ws_config() -> WebSocketConfig {
@@ -49,6 +49,16 @@ pub(crate) async fn connect(ctx: &Ctx, rendered: &Rendered) -> Result<Socket, Co
         Ok(Err(tungstenite::Error::Io(e))) => Err(ConnectError::from_io(&e)),
         Ok(Err(e)) => Err(ConnectError::Other(e.to_string())),
     }
+}
+
+/// A message of an unstamped socket.
+enum Unstamped {
+    /// The server's `lagged` notice.
+    Notice,
+    /// Not one of the group's `types`.
+    Filtered,
+    /// Counted.
+    Measured,
 }
 
 enum Ended {
@@ -107,6 +117,7 @@ pub(crate) async fn run(
 impl Conn {
     async fn connect_and_run(&mut self, hold_until: Option<Instant>) -> Ended {
         self.track.attempt_at = Instant::now();
+        self.track.last_message_at = None;
         self.shard.count(|c| c.connections_attempted += 1);
         let connected = connect(&self.ctx, &self.rendered).await;
         if connected.is_err() {
@@ -207,6 +218,17 @@ impl Conn {
 
     fn on_text(&mut self, text: &str) {
         let spec = &self.group.spec;
+        if spec.stamp.kind == StampKind::None {
+            match self.unstamped_kind(text) {
+                Unstamped::Notice => {} // a `lagged` notice: counted below as server drops
+                Unstamped::Filtered => return,
+                Unstamped::Measured => {
+                    let bytes = text.len() as u64;
+                    self.track.unstamped(&self.ctx, &self.shard, None, bytes);
+                    return;
+                }
+            }
+        }
         let Ok(value) = serde_json::from_str::<Value>(text) else {
             if matches!(spec.expect, Expect::Nothing) {
                 return;
@@ -235,6 +257,21 @@ impl Conn {
         let bytes = text.len() as u64;
         self.track
             .measured(&self.ctx, &self.shard, &self.group, stamp, bytes, now_us);
+    }
+
+    /// What a message of an unstamped socket is (any text counts unless `types` filters it).
+    fn unstamped_kind(&self, text: &str) -> Unstamped {
+        let types = &self.group.spec.types;
+        let kind = serde_json::from_str::<Value>(text)
+            .ok()
+            .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_owned));
+        if kind.as_deref() == Some("lagged") {
+            Unstamped::Notice
+        } else if !types.is_empty() && !kind.is_some_and(|k| types.contains(&k)) {
+            Unstamped::Filtered
+        } else {
+            Unstamped::Measured
+        }
     }
 
     fn finish(&mut self) {
