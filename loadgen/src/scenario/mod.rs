@@ -1045,7 +1045,7 @@ impl Scenario {
     /// What decides whether two runs measured the same thing, as JSON (`run.json`
     /// `scenario.plan_key`; `compare` refuses runs whose keys differ): the phase durations, the
     /// bundled server's settings, each group's transport, path, size, arrival, hold, churn,
-    /// sending, expectation and latency kind, each publisher's transport, path, rate and size.
+    /// sending, expectation, latency and stamp kind, each publisher's transport, path, rate and size.
     /// Names, descriptions, thresholds, the target address and the time limit are not in it.
     #[must_use]
     pub fn plan_key(&self) -> serde_json::Value {
@@ -1067,6 +1067,7 @@ impl Scenario {
                     "churn_us": g.churn.map(us),
                     "expect": format!("{:?}", g.expect),
                     "latency": format!("{:?}", g.latency).to_lowercase(),
+                    "stamp": format!("{:?}", g.stamp.kind).to_lowercase(),
                     "send": g.send.as_ref().map(|s| serde_json::json!({
                         "rate": s.rate,
                         "payload_bytes": s.payload_bytes,
