@@ -188,3 +188,54 @@ async fn connections_leave_from_every_source_address_round_robin() {
         "connections 0, 2, 4 from .1 and 1, 3 from .2"
     );
 }
+
+/// Rooms members on the real server: `room` is the room template of every connection.
+async fn rooms_run(room: &str) -> loadgen::results::report::Report {
+    let server = server::start(server::ServerConfig::default(), ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("server");
+    let dir = support::temp_dir("rooms-templates");
+    let text = format!(
+        r#"
+[run]
+settle = "200ms"
+duration = "600ms"
+
+[[clients]]
+protocol = "ws"
+path = "/ws/rooms"
+count = 4
+on_connect = ['{{"type":"join","room":"{room}"}}']
+send_rate = 20
+message = '{{"type":"broadcast","room":"{room}"}}'
+types = ["broadcast"]
+expect = "peers"
+"#
+    );
+    let report = loadgen::run(support::options(
+        support::scenario(&text),
+        Some(server.local_addr()),
+        &dir,
+    ))
+    .await
+    .expect("runs");
+    server.shutdown(std::time::Duration::from_secs(2)).await;
+    report
+}
+
+#[tokio::test]
+async fn conn_templates_put_every_connection_in_its_own_room() {
+    // One shared room: each broadcast reaches the 3 others.
+    let shared = rooms_run("lobby").await.counters;
+    assert!(shared.messages_sent > 0);
+    assert_eq!(
+        shared.messages_received,
+        shared.messages_sent * 3,
+        "{shared:?}"
+    );
+    // A room per connection (`r{conn}` in on_connect and in the message): nobody else is in
+    // any member's room, so no broadcast is delivered.
+    let alone = rooms_run("r{conn}").await.counters;
+    assert!(alone.messages_sent > 0);
+    assert_eq!(alone.messages_received, 0, "{alone:?}");
+}
