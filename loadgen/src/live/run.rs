@@ -26,7 +26,7 @@ use crate::results::output::{self, RunFacts};
 use crate::results::report::{self, Cpu, Memory, Outcome, Report};
 use crate::scenario::template::Vars;
 use crate::scenario::{Arrival, Expect, Protocol, Scenario};
-use server::process;
+use server::process::{self, ProcessSample, ProcessSampler};
 
 /// How progress is shown on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -417,23 +417,21 @@ impl Phases<'_> {
         let _ = self.signals.start_sending.send(true);
         sleep_until(from).await;
         let server_pid = self.server_rss.pid;
-        let cpu_start = (
-            Instant::now(),
-            process::cpu_time(None),
-            server_pid.and_then(|p| process::cpu_time(Some(p))),
-        );
+        let start = sample_processes(server_pid).await;
+        let started = Instant::now();
         sleep_until(until).await;
-        let wall = cpu_start.0.elapsed().as_secs_f64();
-        let pct = |a: Option<Duration>, b: Option<Duration>| {
-            Some((b?.saturating_sub(a?)).as_secs_f64() / wall * 100.0)
+        let end = sample_processes(server_pid).await;
+        let wall = started.elapsed().as_secs_f64();
+        let pct = |a: Option<ProcessSample>, b: Option<ProcessSample>| {
+            Some((b?.cpu_time.saturating_sub(a?.cpu_time)).as_secs_f64() / wall * 100.0)
         };
-        cpu.loadgen_percent = pct(cpu_start.1, process::cpu_time(None));
-        cpu.server_percent = pct(
-            cpu_start.2,
-            server_pid.and_then(|p| process::cpu_time(Some(p))),
-        );
-        memory.client_plateau = process::rss_bytes(None);
-        memory.server_plateau = self.server_rss.now().await;
+        cpu.loadgen_percent = pct(start.0, end.0);
+        cpu.server_percent = pct(start.1, end.1);
+        memory.client_plateau = end.0.map(|s| s.rss_bytes);
+        memory.server_plateau = match end.1 {
+            Some(server) => Some(server.rss_bytes),
+            None => self.server_rss.now().await,
+        };
         memory.connections = self.ctx.open.load(Ordering::Relaxed);
         let _ = self.signals.stop_sending.send(true);
         self.drain().await;
@@ -465,6 +463,23 @@ impl Phases<'_> {
             }
         }
     }
+}
+
+/// Memory and CPU time of loadgen and of the bundled server (`server_pid`), sampled on a
+/// blocking-pool thread: at the edges of the measured phase a worker must not stop reading
+/// for the few hundred µs sysinfo takes.
+async fn sample_processes(
+    server_pid: Option<u32>,
+) -> (Option<ProcessSample>, Option<ProcessSample>) {
+    tokio::task::spawn_blocking(move || {
+        let mut sampler = ProcessSampler::default();
+        (
+            sampler.sample(None),
+            server_pid.and_then(|p| sampler.sample(Some(p))),
+        )
+    })
+    .await
+    .unwrap_or_default()
 }
 
 /// Completes when `cancel` is raised (Ctrl-C); never without one.
