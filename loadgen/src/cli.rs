@@ -1,7 +1,6 @@
 //! The command line: clap definitions with every value validated by a `value_parser`, and the
 //! dispatch to [`crate::commands`]. The binary only initialises logging and the runtime.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,8 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::commands::{self, CalibrateCommand, RunCommand};
 use crate::live::raw_samples::{DEFAULT_LIMIT, RawSamplesOptions};
 use crate::live::run::DEFAULT_SEED;
+use crate::live::transport::TlsOptions;
 use crate::results::compare::{CompareOptions, Tolerances};
-use crate::scenario::{Header, parse_target_url, units_parse_duration as duration};
+use crate::scenario::{
+    Header, ResolvePin, TargetUrl, parse_target_url, units_parse_duration as duration,
+};
 
 /// Load-test SSE and WebSocket endpoints from a scenario file.
 #[derive(Debug, Parser)]
@@ -53,9 +55,20 @@ pub enum Command {
 pub struct RunArgs {
     /// The scenario file.
     file: PathBuf,
-    /// Send the load to this server (http://IP:port) instead of the bundled one.
+    /// Send the load to this server instead of the bundled one: http:// or https:// with a
+    /// host name, IPv4 or [IPv6] literal and optional port (ws:// and wss:// follow).
     #[arg(long, env = "LOADGEN_TARGET", value_parser = parse_target_url)]
-    target: Option<SocketAddr>,
+    target: Option<TargetUrl>,
+    /// Connect to ADDR for HOST:PORT instead of asking DNS, as curl's --resolve (repeatable);
+    /// Host and SNI still carry HOST.
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    resolve: Vec<ResolvePin>,
+    /// Trust the CA certificates in this PEM file instead of the built-in (Mozilla) roots.
+    #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
+    ca_file: Option<PathBuf>,
+    /// Do not verify server certificates (chain, name, expiry); printed and recorded.
+    #[arg(long)]
+    insecure: bool,
     /// Bearer token sent with every request.
     #[arg(long, env = "LOADGEN_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -166,6 +179,11 @@ pub async fn dispatch(command: Command) -> i32 {
                 }),
                 file: a.file,
                 target: a.target,
+                resolve: a.resolve,
+                tls: TlsOptions {
+                    ca_file: a.ca_file,
+                    insecure: a.insecure,
+                },
                 token: a.token,
                 out: a.out,
                 max_clients: a.max_clients,

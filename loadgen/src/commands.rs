@@ -7,15 +7,15 @@
 // Standard output is the interface of these commands: plans, tables, the port line.
 #![allow(clippy::print_stdout)]
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::live::calibrate::{CalibrateError, CalibrateOptions};
 use crate::live::raw_samples::RawSamplesOptions;
 use crate::live::run::{Progress, RunOptions};
+use crate::live::transport::TlsOptions;
 use crate::results::compare::CompareOptions;
-use crate::scenario::Header;
+use crate::scenario::{Header, ResolvePin, TargetUrl};
 
 /// `loadgen run`.
 #[derive(Debug)]
@@ -23,7 +23,7 @@ pub struct RunCommand {
     /// The scenario file.
     pub file: PathBuf,
     /// `--target`.
-    pub target: Option<SocketAddr>,
+    pub target: Option<TargetUrl>,
     /// `--token`.
     pub token: Option<String>,
     /// `--out`.
@@ -40,6 +40,10 @@ pub struct RunCommand {
     pub headers: Vec<Header>,
     /// `--seed`.
     pub seed: u64,
+    /// `--resolve` pins.
+    pub resolve: Vec<ResolvePin>,
+    /// `--ca-file`, `--insecure`.
+    pub tls: TlsOptions,
 }
 
 /// Runs a scenario (Ctrl-C stops it and still writes the results) and prints the table.
@@ -53,6 +57,10 @@ pub async fn run(cmd: RunCommand) -> i32 {
     };
     scenario.scale_down(cmd.max_clients, cmd.duration);
     scenario.add_headers(&cmd.headers);
+    let insecure = cmd.tls.insecure;
+    if insecure {
+        eprintln!("WARNING: {}", crate::results::output::INSECURE_WARNING);
+    }
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         server::shutdown_signal().await;
@@ -63,6 +71,8 @@ pub async fn run(cmd: RunCommand) -> i32 {
         scenario,
         scenario_file: Some(cmd.file),
         target: cmd.target,
+        resolve: cmd.resolve,
+        tls: cmd.tls,
         token: cmd.token,
         out: cmd.out,
         results_root: PathBuf::from("results/runs"),
@@ -76,6 +86,9 @@ pub async fn run(cmd: RunCommand) -> i32 {
     match crate::run(options).await {
         Ok(report) => {
             print!("{}", report.table());
+            if insecure {
+                eprintln!("WARNING: {}", crate::results::output::INSECURE_WARNING);
+            }
             report.exit_code()
         }
         Err(e) => {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, TlsIdentity};
 
 /// Flags of `rt-server` (and of `loadgen serve`, which embeds the same server).
 #[derive(Debug, Clone, Args)]
@@ -56,6 +56,13 @@ pub struct ServeArgs {
     /// Listen backlog (pending connections the kernel queues).
     #[arg(long, env = "RT_BACKLOG", default_value_t = 4096)]
     pub backlog: u32,
+    /// Serve HTTPS/WSS with this PEM certificate chain (leaf first); needs --tls-key. ALPN
+    /// offers h2 and http/1.1, so SSE can run over HTTP/2.
+    #[arg(long, env = "RT_TLS_CERT", value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "RT_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Seconds to wait for connections to finish on SIGINT/SIGTERM.
     #[arg(long, env = "RT_SHUTDOWN_GRACE_SECS", default_value = "5", value_parser = positive_seconds)]
     pub shutdown_grace_secs: Duration,
@@ -105,12 +112,30 @@ impl ServeArgs {
             stock_rate: self.stock_rate,
             ws_read_buffer: self.ws_read_buffer,
             backlog: self.backlog,
+            tls: self.tls_identity()?,
         };
         config.validate().map_err(|e| FlagError {
             flag: flag_of(e.field),
             problem: e.problem.to_owned(),
         })?;
         Ok(config)
+    }
+
+    /// Reads `--tls-cert` and `--tls-key` (both or neither: clap enforces it).
+    fn tls_identity(&self) -> Result<Option<TlsIdentity>, FlagError> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let read = |flag: &'static str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| FlagError {
+                flag,
+                problem: format!("cannot read {}: {e}", path.display()),
+            })
+        };
+        Ok(Some(TlsIdentity {
+            cert_pem: read("tls-cert", cert)?,
+            key_pem: read("tls-key", key)?,
+        }))
     }
 
     /// Grace period for connections to finish at shutdown (validated by clap: positive).

@@ -36,6 +36,27 @@ pub struct ServerConfig {
     pub ws_read_buffer: usize,
     /// Listen backlog for the TCP listener.
     pub backlog: u32,
+    /// Serve TLS (ALPN `h2` and `http/1.1`) with this certificate chain and key; `None`:
+    /// plain HTTP/1.1.
+    pub tls: Option<TlsIdentity>,
+}
+
+/// A PEM certificate chain and its PEM private key (`--tls-cert`, `--tls-key`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsIdentity {
+    /// The certificate chain, leaf first.
+    pub cert_pem: Vec<u8>,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    /// Never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIdentity")
+            .field("cert_pem_bytes", &self.cert_pem.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ServerConfig {
@@ -55,6 +76,7 @@ impl Default for ServerConfig {
             stock_rate: 10,
             ws_read_buffer: 4 * 1024,
             backlog: 4096,
+            tls: None,
         }
     }
 }

@@ -28,6 +28,6 @@ pub mod hub {
     pub use crate::sse::replay::{Published, ReplayHub, ReplayStream};
     pub use crate::sse::{EventSource, Initial};
 }
-pub use config::{ConfigError, ServerConfig};
+pub use config::{ConfigError, ServerConfig, TlsIdentity};
 pub use serve::{RunningServer, ServeError, bind_listener, serve_until, shutdown_signal, start};
 pub use ws::CLOSE_HEARTBEAT;

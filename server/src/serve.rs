@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use salvo::conn::rustls::{Keycert, RustlsConfig, RustlsListener};
 use salvo::conn::tcp::TcpAcceptor;
 use salvo::prelude::*;
 use salvo::server::ServerHandle;
@@ -12,7 +13,7 @@ use tokio::net::TcpSocket;
 use tokio::task::JoinHandle;
 
 use crate::app::App;
-use crate::config::{ConfigError, ServerConfig};
+use crate::config::{ConfigError, ServerConfig, TlsIdentity};
 use crate::metrics::Metrics;
 
 /// Errors starting the server.
@@ -21,6 +22,9 @@ pub enum ServeError {
     /// The configuration is out of range.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The TLS certificate or key cannot be used.
+    #[error("cannot serve TLS: {0}")]
+    Tls(String),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -107,17 +111,66 @@ pub async fn start(config: ServerConfig, addr: SocketAddr) -> Result<RunningServ
     let listener = bind_listener(addr, backlog).map_err(bind_err)?;
     let local_addr = listener.local_addr().map_err(bind_err)?;
     let acceptor = TcpAcceptor::try_from(listener).map_err(bind_err)?;
-    let server = Server::new(acceptor);
-    let handle = server.handle();
     let router = app.router();
-    let task = tokio::spawn(async move { server.serve(router).await });
-    tracing::info!(%local_addr, "target server listening");
+    let (handle, task) = match &app.config().tls {
+        None => {
+            let server = Server::new(acceptor);
+            (
+                server.handle(),
+                tokio::spawn(async move { server.serve(router).await }),
+            )
+        }
+        Some(identity) => {
+            let tls = RustlsListener::new(rustls_config(identity)?, Bound(acceptor))
+                .try_bind()
+                .await
+                .map_err(|e| ServeError::Tls(e.to_string()))?;
+            let server = Server::new(tls);
+            (
+                server.handle(),
+                tokio::spawn(async move { server.serve(router).await }),
+            )
+        }
+    };
+    let scheme = if app.config().tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(scheme, %local_addr, "target server listening");
     Ok(RunningServer {
         app,
         local_addr,
         handle,
         task,
     })
+}
+
+/// The rustls settings of `identity`, checked now so a bad certificate or key is an error
+/// at start (ALPN: `h2`, then `http/1.1`).
+fn rustls_config(identity: &TlsIdentity) -> Result<RustlsConfig, ServeError> {
+    let config = RustlsConfig::new(
+        Keycert::new()
+            .cert(identity.cert_pem.clone())
+            .key(identity.key_pem.clone()),
+    );
+    let _checked: salvo::conn::rustls::ServerConfig = config
+        .clone()
+        .try_into()
+        .map_err(|e: std::io::Error| ServeError::Tls(e.to_string()))?;
+    Ok(config)
+}
+
+/// An already bound TCP acceptor as a salvo [`Listener`], so the TLS listener wraps the
+/// socket bound with our backlog and options.
+struct Bound(TcpAcceptor);
+
+impl Listener for Bound {
+    type Acceptor = TcpAcceptor;
+
+    async fn try_bind(self) -> salvo::Result<TcpAcceptor> {
+        Ok(self.0)
+    }
 }
 
 /// Serves until `stop` completes (e.g. SIGINT/SIGTERM), then shuts down gracefully.
@@ -175,6 +228,22 @@ mod tests {
             accepted.nodelay().expect("nodelay"),
             "TCP_NODELAY not inherited"
         );
+    }
+
+    #[tokio::test]
+    async fn start_refuses_a_certificate_or_key_that_is_not_pem() {
+        let config = ServerConfig {
+            tls: Some(TlsIdentity {
+                cert_pem: b"not a certificate".to_vec(),
+                key_pem: b"not a key".to_vec(),
+            }),
+            ..ServerConfig::default()
+        };
+        let err = start(config, ([127, 0, 0, 1], 0).into())
+            .await
+            .expect_err("garbage PEM must not serve");
+        assert!(matches!(err, ServeError::Tls(_)), "{err}");
+        assert!(err.to_string().starts_with("cannot serve TLS"), "{err}");
     }
 
     #[tokio::test]

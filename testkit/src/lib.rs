@@ -2,5 +2,7 @@
 //!
 //! [`chromium`] drives Debian's headless Chromium over the DevTools protocol: open a page,
 //! evaluate JavaScript, collect console errors and exceptions, take screenshots.
+//! [`certs`] generates a test CA and a server certificate for TLS tests.
 
+pub mod certs;
 pub mod chromium;

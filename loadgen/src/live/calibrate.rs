@@ -279,6 +279,8 @@ fn run_options(scenario: Scenario, o: &CalibrateOptions, dir: &Path) -> RunOptio
         scenario,
         scenario_file: None,
         target: None,
+        resolve: Vec::new(),
+        tls: crate::live::transport::TlsOptions::default(),
         token: None,
         out: Some(dir.to_owned()),
         results_root: o.out.clone(),

@@ -1,6 +1,6 @@
 //! The live run: scenario in, load out, measurements recorded. Connections and publishers
 //! (`client`), the phases (`run`), recording (`stats`, `tracker`), the once-a-second reporter,
-//! the target (bundled or remote), the machine's limits (`host`), raw samples and calibration.
+//! the target (bundled or remote), connections (`transport`: resolution, TCP, TLS), the machine's limits (`host`), raw samples and calibration.
 
 pub mod calibrate;
 pub(crate) mod client;
@@ -11,3 +11,4 @@ pub mod run;
 pub mod stats;
 pub mod target;
 pub mod tracker;
+pub mod transport;

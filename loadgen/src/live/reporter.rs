@@ -7,7 +7,6 @@
 
 use std::future::Future;
 use std::io::{BufWriter, Write as _};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,11 +17,11 @@ use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use crate::live::client::{self, Ctx};
+use crate::live::client::Ctx;
 use crate::live::raw_samples::{RawSamplesSummary, RawWriter};
 use crate::live::run::Progress;
 use crate::live::stats::{Histograms, IntervalCollector, Metric, Shards};
-use crate::live::target;
+use crate::live::target::Probe;
 use crate::results::report::Row;
 use server::process::ProcessSampler;
 
@@ -105,7 +104,8 @@ pub(crate) struct ReporterArgs {
     pub(crate) run_dir: PathBuf,
     pub(crate) t0: Instant,
     pub(crate) server_pid: Option<u32>,
-    pub(crate) target_addr: SocketAddr,
+    /// Scrapes the target.
+    pub(crate) probe: Probe,
     pub(crate) remote: bool,
     pub(crate) progress: Progress,
     pub(crate) target_failed: Arc<Mutex<Option<String>>>,
@@ -126,7 +126,7 @@ async fn reporter(mut a: ReporterArgs, mut stop: watch::Receiver<bool>) -> Gathe
     let mut last_tick = a.t0;
     let mut watch = TargetWatch {
         server_pid: a.server_pid,
-        remote: a.remote.then_some(a.target_addr),
+        remote: a.remote.then(|| a.probe.clone()),
         refused_in_a_row: 0,
         failed: Arc::clone(&a.target_failed),
         sampler: ProcessSampler::default(),
@@ -273,8 +273,8 @@ fn p99_of(h: &hdrhistogram::Histogram<u64>) -> Option<u64> {
 /// process is gone, or a remote target refused connections three seconds running.
 struct TargetWatch {
     server_pid: Option<u32>,
-    /// A remote target's address (memory from its `/metrics`).
-    remote: Option<SocketAddr>,
+    /// A remote target (memory from its `/metrics`).
+    remote: Option<Probe>,
     refused_in_a_row: u32,
     failed: Arc<Mutex<Option<String>>>,
     sampler: ProcessSampler,
@@ -290,16 +290,17 @@ impl TargetWatch {
             }
             return rss;
         }
-        let addr = self.remote?;
-        if client::tcp_connect(addr).await.is_ok() {
+        let probe = self.remote.as_ref()?;
+        if probe.accepts().await {
             self.refused_in_a_row = 0;
         } else {
             self.refused_in_a_row += 1;
             if self.refused_in_a_row >= 3 && !stopping {
-                self.fail(format!("{addr} refuses connections"));
+                self.fail(format!("{} refuses connections", probe.endpoint().url));
             }
         }
-        target::scrape(addr)
+        probe
+            .scrape()
             .await
             .get("process_resident_memory_bytes")
             .and_then(|v| gauge_u64(*v))

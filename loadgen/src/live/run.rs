@@ -6,7 +6,6 @@
 //! gathered so far are written in every case.
 
 use std::io::IsTerminal as _;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,11 +20,12 @@ use crate::live::host::{self, FdLimitError};
 use crate::live::raw_samples::{RawSamplesOptions, RawWriter};
 use crate::live::reporter::{self, gauge_u64};
 use crate::live::stats::Shards;
-use crate::live::target::{self, Target, TargetError};
+use crate::live::target::{Probe, Target, TargetError};
+use crate::live::transport::{self, Connector, Endpoints, TlsOptions, TlsSetupError};
 use crate::results::output::{self, RunFacts};
 use crate::results::report::{self, Cpu, Memory, Outcome, Report};
 use crate::scenario::template::Vars;
-use crate::scenario::{Arrival, Expect, Protocol, Scenario};
+use crate::scenario::{Arrival, Expect, Protocol, ResolvePin, Scenario, TargetUrl};
 use server::process::{self, ProcessSample, ProcessSampler};
 
 /// How progress is shown on stderr.
@@ -64,7 +64,11 @@ pub struct RunOptions {
     /// The file it came from (for `run.json`).
     pub scenario_file: Option<PathBuf>,
     /// Target override (`--target`); `None` and no target in the scenario: bundled server.
-    pub target: Option<SocketAddr>,
+    pub target: Option<TargetUrl>,
+    /// `--resolve HOST:PORT:ADDR` pins, used instead of DNS.
+    pub resolve: Vec<ResolvePin>,
+    /// How https servers are verified (`--ca-file`, `--insecure`).
+    pub tls: TlsOptions,
     /// Bearer token sent with every request.
     pub token: Option<String>,
     /// Run directory (`--out`); default `<results_root>/<scenario>-<time>`.
@@ -94,6 +98,9 @@ pub enum RunError {
     /// The target could not be started or reached.
     #[error(transparent)]
     Target(#[from] TargetError),
+    /// The TLS settings cannot be used (`--ca-file`).
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
     /// The HTML report could not be built from the files written.
     #[error("cannot write the HTML report: {0}")]
     Report(#[from] crate::results::rundir::RunDirError),
@@ -112,7 +119,7 @@ impl RunError {
     #[must_use]
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::FdLimit(_) => 2,
+            Self::FdLimit(_) | Self::Tls(_) => 2,
             Self::Target(_) => 3,
             Self::Output { .. } | Self::Report(_) => 1,
         }
@@ -149,16 +156,22 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
     host::raise_fd_limit(descriptors_needed(&opts.scenario))?;
     // Checked before anything starts: a raw-samples file that cannot be written is an error.
     let raw_writer = open_raw_samples(&opts)?;
-    let target_addr = opts.target.or(opts.scenario.target);
-    let target = start_target(&opts, target_addr).await?;
+    let connector = Connector::new(&opts.tls)?;
+    let target_url = opts.target.clone().or_else(|| opts.scenario.target.clone());
+    let target = start_target(&opts, target_url.as_ref(), connector.clone()).await?;
+    let probe = target.probe().clone();
+    let endpoints = Endpoints::resolve(&opts.scenario, Arc::clone(probe.endpoint()), &opts.resolve)
+        .await
+        .map_err(TargetError::from)?;
     let facts = RunFacts {
         scenario_file: opts.scenario_file.clone(),
         command_line: opts.command_line.clone(),
-        target: target_addr.map_or_else(
-            || format!("bundled (http://{})", target.addr),
-            |a| format!("http://{a}"),
+        target: target_url.as_ref().map_or_else(
+            || format!("bundled ({})", probe.endpoint().url),
+            ToString::to_string,
         ),
         seed: opts.seed,
+        tls: opts.tls.clone(),
     };
     let started_unix_us = wire::now_unix_us();
     let run_dir = output::run_dir(
@@ -172,10 +185,10 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
         source,
     })?;
     let t0 = Instant::now();
-    let server_before = target::scrape(target.addr).await;
+    let server_before = probe.scrape().await;
     let server_rss = ServerRss {
         pid: target.pid(),
-        remote: target_addr,
+        remote: target_url.is_some().then(|| probe.clone()),
     };
     let mut memory = Memory {
         client_baseline: process::rss_bytes(None),
@@ -185,7 +198,7 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
 
     let signals = Signals::new();
     let mut run_ctx = RunCtx::new(
-        target.addr,
+        (connector, endpoints),
         opts.token.clone(),
         &signals,
         (opts.scenario.clients.len(), opts.scenario.publishers.len()),
@@ -207,8 +220,8 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
         run_dir: run_dir.clone(),
         t0,
         server_pid: server_rss.pid,
-        target_addr: target.addr,
-        remote: target_addr.is_some(),
+        probe: probe.clone(),
+        remote: target_url.is_some(),
         progress: opts.progress,
         target_failed: Arc::clone(&target_failed),
     })
@@ -233,7 +246,7 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
     };
     stop_load(&signals, &mut tasks).await;
     let gathered = reporter.finish().await;
-    let server_after = target::scrape(target.addr).await;
+    let server_after = probe.scrape().await;
     target.stop().await;
 
     let raw_samples = match (gathered.raw, &opts.raw_samples) {
@@ -294,24 +307,22 @@ fn open_raw_samples(opts: &RunOptions) -> Result<Option<RawWriter>, RunError> {
         })
 }
 
-/// Checks a remote target answers, or starts the bundled server.
+/// Resolves a remote target and checks it accepts connections, or starts the bundled server.
 async fn start_target(
     opts: &RunOptions,
-    target_addr: Option<SocketAddr>,
+    url: Option<&TargetUrl>,
+    connector: Connector,
 ) -> Result<Target, RunError> {
-    if let Some(addr) = target_addr {
-        client::tcp_connect(addr)
+    if let Some(url) = url {
+        let endpoint = transport::resolve::resolve(url, &opts.resolve)
             .await
-            .map_err(|e| TargetError::Unreachable {
-                addr,
-                reason: e.to_string(),
-            })?;
-        return Ok(Target::remote(addr));
+            .map_err(TargetError::from)?;
+        return Ok(Target::remote(Arc::new(endpoint), connector).await?);
     }
     let exe = opts.server_exe.clone().ok_or_else(|| {
         TargetError::Start("no executable to start the bundled server with".to_owned())
     })?;
-    Ok(Target::spawn(&exe, &opts.scenario.server.to_args()).await?)
+    Ok(Target::spawn(&exe, &opts.scenario.server.to_args(), connector).await?)
 }
 
 /// Spawns every connection at its arrival time and every publisher; returns the tasks and
@@ -334,6 +345,7 @@ fn spawn_load(
             index: gi,
             spec: group.clone(),
             publisher,
+            h2: client::h2pool::H2Pool::default(),
         });
         for i in 0..group.count {
             let offset = arrival_offset(group.arrival, i, group.count);
@@ -362,15 +374,15 @@ fn spawn_load(
 
 /// Where the target's RSS comes from: the bundled server's pid, or a remote target's
 /// `/metrics` (`process_resident_memory_bytes`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct ServerRss {
     pid: Option<u32>,
-    remote: Option<SocketAddr>,
+    remote: Option<Probe>,
 }
 
 impl ServerRss {
     /// RSS now (bundled) or from a scrape already taken (remote).
-    fn given_scrape(self, scraped: &std::collections::BTreeMap<String, f64>) -> Option<u64> {
+    fn given_scrape(&self, scraped: &std::collections::BTreeMap<String, f64>) -> Option<u64> {
         match self.pid {
             Some(pid) => process::rss_bytes(Some(pid)),
             None => scraped
@@ -380,10 +392,11 @@ impl ServerRss {
     }
 
     /// RSS now; a remote target is scraped off the I/O runtime.
-    async fn now(self) -> Option<u64> {
-        match (self.pid, self.remote) {
-            (None, Some(addr)) => {
-                let scraped = reporter::off_runtime(async move { target::scrape(addr).await })
+    async fn now(&self) -> Option<u64> {
+        match (self.pid, &self.remote) {
+            (None, Some(probe)) => {
+                let probe = probe.clone();
+                let scraped = reporter::off_runtime(async move { probe.scrape().await })
                     .await
                     .unwrap_or_default();
                 self.given_scrape(&scraped)

@@ -16,8 +16,10 @@ pub const SIGNIFICANT_DIGITS: u8 = 3;
 /// The latency metrics, each an HdrHistogram in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
-    /// TCP connect start to response headers / 101 Upgrade.
+    /// TCP connect start to response headers / 101 Upgrade (TLS handshake included).
     Connect,
+    /// TLS handshake alone (ClientHello to a finished handshake); https/wss targets only.
+    Tls,
     /// Connect start to the first measured message.
     FirstEvent,
     /// Receive time minus the message's intended-time stamp.
@@ -37,8 +39,9 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric in output order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Connect,
+        Self::Tls,
         Self::FirstEvent,
         Self::Delivery,
         Self::WsRtt,
@@ -52,6 +55,7 @@ impl Metric {
     pub fn name(self) -> &'static str {
         match self {
             Self::Connect => "connect",
+            Self::Tls => "tls",
             Self::FirstEvent => "first_event",
             Self::Delivery => "delivery",
             Self::WsRtt => "ws_rtt",
@@ -75,7 +79,7 @@ pub fn new_histogram() -> Histogram<u64> {
 
 /// One histogram per metric.
 #[derive(Debug, Clone)]
-pub struct Histograms(pub [Histogram<u64>; 7]);
+pub struct Histograms(pub [Histogram<u64>; Metric::ALL.len()]);
 
 impl Default for Histograms {
     fn default() -> Self {
@@ -134,12 +138,18 @@ pub struct Counters {
     pub failed_status: u64,
     /// Attempts answered 200 with a content type other than `text/event-stream`.
     pub failed_content_type: u64,
+    /// Failed: TLS handshake (certificate not trusted, wrong name, expired, no common
+    /// protocol); the reason is in the verdict's connection errors.
+    pub failed_tls: u64,
     /// Other connection failures (protocol errors, handshake failures).
     pub failed_other: u64,
     /// Streams that ended before the run did (server closed, reset).
     pub streams_dropped: u64,
     /// Reconnects after a drop or for churn.
     pub reconnects: u64,
+    /// HTTP/2 connections opened to carry SSE streams (`http = "2"` / `"auto"`); each
+    /// carries up to `streams_per_connection` streams.
+    pub h2_connections: u64,
     /// Messages sent by clients and publishers.
     pub messages_sent: u64,
     /// Send failures (publisher HTTP errors, WS send errors).
@@ -172,9 +182,11 @@ impl Counters {
         self.failed_reset += o.failed_reset;
         self.failed_status += o.failed_status;
         self.failed_content_type += o.failed_content_type;
+        self.failed_tls += o.failed_tls;
         self.failed_other += o.failed_other;
         self.streams_dropped += o.streams_dropped;
         self.reconnects += o.reconnects;
+        self.h2_connections += o.h2_connections;
         self.messages_sent += o.messages_sent;
         self.send_errors += o.send_errors;
         self.messages_expected += o.messages_expected;
@@ -195,6 +207,7 @@ impl Counters {
             + self.failed_reset
             + self.failed_status
             + self.failed_content_type
+            + self.failed_tls
             + self.failed_other
     }
 
@@ -229,9 +242,11 @@ impl Counters {
             ("failed_reset", self.failed_reset),
             ("failed_status", self.failed_status),
             ("failed_content_type", self.failed_content_type),
+            ("failed_tls", self.failed_tls),
             ("failed_other", self.failed_other),
             ("streams_dropped", self.streams_dropped),
             ("reconnects", self.reconnects),
+            ("h2_connections", self.h2_connections),
             ("messages_sent", self.messages_sent),
             ("send_errors", self.send_errors),
             ("messages_expected", self.messages_expected),

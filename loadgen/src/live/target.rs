@@ -1,9 +1,10 @@
-//! The target server: the bundled one as a child process, or a remote address.
+//! The target server: the bundled one as a child process, or a remote server (any URL).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,6 +12,8 @@ use http_body_util::{BodyExt, Empty};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::{Instant, timeout};
+
+use crate::live::transport::{Alpn, Connector, Endpoint, ResolveError, tcp_connect_from};
 
 /// The line `loadgen serve` prints on stdout once it listens: `LISTENING <addr>`.
 pub const LISTENING: &str = "LISTENING";
@@ -32,28 +35,58 @@ pub enum TargetError {
         /// What failed.
         reason: String,
     },
+    /// A target's host name does not resolve.
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
 }
 
 /// A running target.
 #[derive(Debug)]
 pub struct Target {
-    /// Where it listens.
-    pub addr: SocketAddr,
+    probe: Probe,
     child: Option<Child>,
 }
 
 impl Target {
-    /// A server someone else runs.
-    #[must_use]
-    pub fn remote(addr: SocketAddr) -> Self {
-        Self { addr, child: None }
+    /// A server someone else runs, at `endpoint`; checks that its first address accepts TCP
+    /// connections (TLS and HTTP failures show per connection, with their causes).
+    ///
+    /// # Errors
+    /// [`TargetError::Unreachable`] when it refuses or does not answer.
+    pub(crate) async fn remote(
+        endpoint: Arc<Endpoint>,
+        connector: Connector,
+    ) -> Result<Self, TargetError> {
+        let addr = endpoint.addr_for(0);
+        tcp_connect_from(addr, None)
+            .await
+            .map_err(|e| TargetError::Unreachable {
+                addr,
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            probe: Probe {
+                endpoint,
+                connector,
+            },
+            child: None,
+        })
+    }
+
+    /// The handle that scrapes and checks it.
+    pub(crate) fn probe(&self) -> &Probe {
+        &self.probe
     }
 
     /// Starts `exe serve --listen 127.0.0.1:0 <args>` and waits until it answers `/healthz`.
     ///
     /// # Errors
     /// [`TargetError::Start`] when it does not start or listen in time.
-    pub async fn spawn(exe: &Path, args: &[String]) -> Result<Self, TargetError> {
+    pub(crate) async fn spawn(
+        exe: &Path,
+        args: &[String],
+        connector: Connector,
+    ) -> Result<Self, TargetError> {
         let mut child = Command::new(exe)
             .arg("serve")
             .arg("--listen=127.0.0.1:0")
@@ -83,7 +116,10 @@ impl Target {
         .flatten()
         .ok_or_else(|| TargetError::Start("it exited or never reported its address".to_owned()))?;
         let target = Self {
-            addr,
+            probe: Probe {
+                endpoint: Arc::new(Endpoint::at(addr)),
+                connector,
+            },
             child: Some(child),
         };
         target.wait_healthy().await?;
@@ -94,11 +130,11 @@ impl Target {
     ///
     /// # Errors
     /// [`TargetError::Unreachable`] after the start deadline.
-    pub async fn wait_healthy(&self) -> Result<(), TargetError> {
+    async fn wait_healthy(&self) -> Result<(), TargetError> {
         let started = Instant::now();
         let mut last = String::new();
         while started.elapsed() < START_DEADLINE {
-            match get(self.addr, "/healthz").await {
+            match self.probe.get("/healthz").await {
                 Ok((200, _)) => return Ok(()),
                 Ok((status, _)) => last = format!("/healthz answered {status}"),
                 Err(e) => last = e,
@@ -106,7 +142,7 @@ impl Target {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Err(TargetError::Unreachable {
-            addr: self.addr,
+            addr: self.probe.endpoint.addr_for(0),
             reason: last,
         })
     }
@@ -146,47 +182,72 @@ impl Target {
     }
 }
 
-/// `GET path` on a fresh connection; returns status and body.
-///
-/// # Errors
-/// A description of the failure.
-pub async fn get(addr: SocketAddr, path: &str) -> Result<(u16, Bytes), String> {
-    let work = async {
-        let tcp = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let req = hyper::Request::get(path)
-            .header("host", addr.to_string())
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = res.status().as_u16();
-        let body = res
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok((status, body))
-    };
-    timeout(Duration::from_secs(10), work)
-        .await
-        .map_err(|_| format!("GET {path} timed out"))?
+/// Where the target is and how to reach it: `GET`s `/healthz` and `/metrics` over the same
+/// transport as the load (TLS for https). Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Probe {
+    endpoint: Arc<Endpoint>,
+    connector: Connector,
 }
 
-/// Scrapes `/metrics` into `series -> value` (Prometheus text format); empty when the target
-/// has no such endpoint.
-pub async fn scrape(addr: SocketAddr) -> BTreeMap<String, f64> {
-    match get(addr, "/metrics").await {
-        Ok((200, body)) => parse_metrics(&String::from_utf8_lossy(&body)),
-        _ => BTreeMap::new(),
+impl Probe {
+    /// The target's endpoint (URL and addresses).
+    pub(crate) fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
+    }
+
+    /// `GET path` on a fresh connection to the first address; returns status and body.
+    ///
+    /// # Errors
+    /// A description of the failure.
+    pub(crate) async fn get(&self, path: &str) -> Result<(u16, Bytes), String> {
+        let work = async {
+            let url = &self.endpoint.url;
+            let opened = self
+                .connector
+                .open(url, self.endpoint.addr_for(0), None, Alpn::Http1)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(opened.stream))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            let req = hyper::Request::get(path)
+                .header("host", url.host_header())
+                .body(Empty::<Bytes>::new())
+                .map_err(|e| e.to_string())?;
+            let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
+            let status = res.status().as_u16();
+            let body = res
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok((status, body))
+        };
+        timeout(Duration::from_secs(10), work)
+            .await
+            .map_err(|_| format!("GET {path} timed out"))?
+    }
+
+    /// Scrapes `/metrics` into `series -> value` (Prometheus text format); empty when the
+    /// target has no such endpoint.
+    pub(crate) async fn scrape(&self) -> BTreeMap<String, f64> {
+        match self.get("/metrics").await {
+            Ok((200, body)) => parse_metrics(&String::from_utf8_lossy(&body)),
+            _ => BTreeMap::new(),
+        }
+    }
+
+    /// Whether the first address accepts a TCP connection.
+    pub(crate) async fn accepts(&self) -> bool {
+        tcp_connect_from(self.endpoint.addr_for(0), None)
+            .await
+            .is_ok()
     }
 }
 

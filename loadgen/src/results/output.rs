@@ -25,7 +25,13 @@ pub struct RunFacts {
     pub target: String,
     /// The `--seed` of the placeholders.
     pub seed: u64,
+    /// How servers were verified (`--ca-file`, `--insecure`).
+    pub tls: crate::live::transport::TlsOptions,
 }
+
+/// The warning every output carries when certificates were not verified.
+pub const INSECURE_WARNING: &str =
+    "--insecure: server certificates were NOT verified (any server could have answered)";
 
 /// The distinct header names the scenario's groups and publishers send.
 fn header_names(scenario: &crate::scenario::Scenario) -> Vec<String> {
@@ -284,6 +290,17 @@ pub fn run_json(report: &Report, facts: &RunFacts) -> serde_json::Value {
             serde_json::json!({"rule": t.rule.text, "actual": t.actual, "unit": unit, "passed": t.passed})
         })
         .collect();
+    let mut warnings = report.warnings();
+    if facts.tls.insecure {
+        warnings.insert(0, INSECURE_WARNING.to_owned());
+    }
+    let roots = if facts.tls.insecure {
+        "none (not verified)"
+    } else if facts.tls.ca_file.is_some() {
+        "ca_file"
+    } else {
+        "webpki-roots (Mozilla)"
+    };
     serde_json::json!({
         "scenario": {
             "name": report.scenario.name,
@@ -308,7 +325,12 @@ pub fn run_json(report: &Report, facts: &RunFacts) -> serde_json::Value {
         "outcome": format!("{:?}", report.outcome),
         "exit_code": report.exit_code(),
         "failures": report.failures(),
-        "warnings": report.warnings(),
+        "warnings": warnings,
+        "tls": {
+            "insecure": facts.tls.insecure,
+            "ca_file": facts.tls.ca_file.as_ref().map(|p| p.display().to_string()),
+            "roots": roots,
+        },
         "raw_samples": report.raw_samples.as_ref().map(|r| serde_json::json!({
             "file": r.path.display().to_string(),
             "rows": r.rows,
@@ -405,9 +427,11 @@ mod tests {
                 "failed_reset",
                 "failed_status",
                 "failed_content_type",
+                "failed_tls",
                 "failed_other",
                 "streams_dropped",
                 "reconnects",
+                "h2_connections",
                 "messages_sent",
                 "send_errors",
                 "messages_expected",
@@ -427,6 +451,7 @@ mod tests {
             metrics,
             [
                 "connect",
+                "tls",
                 "first_event",
                 "delivery",
                 "ws_rtt",

@@ -6,12 +6,13 @@
 
 pub mod headers;
 mod raw;
+pub mod target_url;
 pub mod template;
 pub mod threshold;
 pub(crate) mod units;
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use toml::Spanned;
 use wire::{StampFields, TimeUnit};
 
 pub use headers::Header;
+pub use target_url::{ResolvePin, TargetUrl};
 pub use threshold::{Op, Subject, Threshold};
 use units::{format_duration, parse_duration};
 
@@ -31,21 +33,16 @@ pub fn units_parse_duration(text: &str) -> Result<Duration, String> {
     parse_duration(text)
 }
 
-/// Parses a target URL (`http://IP[:port]` or `http://localhost[:port]`; host names are not
-/// resolved).
+/// Parses a target URL (`http[s]://host[:port]`; see [`TargetUrl::parse`]).
 ///
 /// # Errors
 /// A message saying what is allowed.
-pub fn parse_target_url(text: &str) -> Result<SocketAddr, String> {
-    let ctx = Ctx {
-        path: Path::new("--target"),
-        text,
-    };
-    parse_target(&ctx, &Spanned::new(0..0, text.to_owned())).map_err(|e| match e {
-        ScenarioError::Invalid { message, .. } => message,
-        other => other.to_string(),
-    })
+pub fn parse_target_url(text: &str) -> Result<TargetUrl, String> {
+    TargetUrl::parse(text)
 }
+
+/// Most connections of one group multiplexed onto one HTTP/2 connection.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 10_000;
 
 /// Longest `run.settle` pause.
 pub const MAX_SETTLE: Duration = Duration::from_secs(60);
@@ -208,6 +205,25 @@ pub struct ClientGroup {
     /// Request headers (SSE request, WS handshake, SSE-group POSTs); values may hold
     /// placeholders.
     pub headers: Vec<Header>,
+    /// Servers this group connects to, connections round-robin (`target` / `targets`);
+    /// empty: the run's target.
+    pub targets: Vec<TargetUrl>,
+    /// SSE: HTTP version of the streams.
+    pub http: HttpVersion,
+    /// SSE over HTTP/2: streams multiplexed on one connection (default 100, as browsers).
+    pub streams_per_connection: u32,
+}
+
+/// HTTP version of a group's SSE streams (`http = "1.1" | "2" | "auto"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpVersion {
+    /// One HTTP/1.1 connection per stream (the default).
+    #[default]
+    Http1,
+    /// HTTP/2: by ALPN on https, prior knowledge (h2c) on http.
+    Http2,
+    /// HTTP/2 when the server offers it by ALPN on https, else HTTP/1.1; HTTP/1.1 on http.
+    Auto,
 }
 
 /// A source of stamped messages at a fixed rate.
@@ -229,6 +245,8 @@ pub struct Publisher {
     pub on_connect: Vec<String>,
     /// Request headers (POSTs, WS handshake).
     pub headers: Vec<Header>,
+    /// Its own server (`target`); `None`: the run's target.
+    pub target: Option<TargetUrl>,
 }
 
 /// Timing of a run.
@@ -307,7 +325,7 @@ pub struct Scenario {
     /// What it models.
     pub description: String,
     /// Target server; `None`: start the bundled server.
-    pub target: Option<SocketAddr>,
+    pub target: Option<TargetUrl>,
     /// Local addresses outgoing connections are bound to, round-robin by connection index
     /// (each source address has its own ~28,000 ephemeral ports per target address and
     /// port); empty: the OS picks.
@@ -535,7 +553,7 @@ fn validate(ctx: &Ctx<'_>, raw: raw::RawScenario) -> Result<Scenario, ScenarioEr
     let target = raw
         .target
         .as_ref()
-        .map(|t| parse_target(ctx, t))
+        .map(|t| parse_target(ctx, t, "target"))
         .transpose()?;
     let source_addrs = validate_sources(ctx, raw.source_addrs.as_ref())?;
     let run = validate_run(ctx, &raw.run)?;
@@ -593,26 +611,48 @@ fn validate(ctx: &Ctx<'_>, raw: raw::RawScenario) -> Result<Scenario, ScenarioEr
     })
 }
 
-fn parse_target(ctx: &Ctx<'_>, value: &Spanned<String>) -> Result<SocketAddr, ScenarioError> {
-    let text = value.get_ref();
-    let bad = |m: String| ctx.error(value.span(), "target", m);
-    let rest = text.strip_prefix("http://").ok_or_else(|| {
-        bad(format!(
-            "must be an http:// URL such as \"http://127.0.0.1:8080\", got {text:?}"
-        ))
-    })?;
-    let authority = rest.trim_end_matches('/');
-    if authority.contains('/') {
-        return Err(bad(
-            "must not contain a path: paths belong to each group".to_owned()
-        ));
+fn parse_target(
+    ctx: &Ctx<'_>,
+    value: &Spanned<String>,
+    field: &str,
+) -> Result<TargetUrl, ScenarioError> {
+    TargetUrl::parse(value.get_ref()).map_err(|m| ctx.error(value.span(), field, m))
+}
+
+/// A group's `target = ".."` or `targets = [..]` (not both); empty: the run's target.
+fn group_targets(
+    ctx: &Ctx<'_>,
+    r: &raw::RawClients,
+    f: &dyn Fn(&str) -> String,
+) -> Result<Vec<TargetUrl>, ScenarioError> {
+    match (&r.target, &r.targets) {
+        (Some(_), Some(list)) => Err(ctx.error(
+            list.span(),
+            &f("targets"),
+            "give either `target` or `targets`, not both",
+        )),
+        (Some(one), None) => Ok(vec![parse_target(ctx, one, &f("target"))?]),
+        (None, Some(list)) => {
+            if list.get_ref().is_empty() {
+                return Err(ctx.error(list.span(), &f("targets"), "must list at least one URL"));
+            }
+            let mut out: Vec<TargetUrl> = Vec::new();
+            for text in list.get_ref() {
+                let url =
+                    TargetUrl::parse(text).map_err(|m| ctx.error(list.span(), &f("targets"), m))?;
+                if out.contains(&url) {
+                    return Err(ctx.error(
+                        list.span(),
+                        &f("targets"),
+                        format!("{url} is listed twice"),
+                    ));
+                }
+                out.push(url);
+            }
+            Ok(out)
+        }
+        (None, None) => Ok(Vec::new()),
     }
-    let authority = authority.replacen("localhost", "127.0.0.1", 1);
-    let addr: SocketAddr = authority
-        .parse()
-        .or_else(|_| authority.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 80)))
-        .map_err(|_| bad(format!("must be http://<IP address or localhost>[:port], got {text:?} (host names are not resolved)")))?;
-    Ok(addr)
 }
 
 fn validate_sources(
@@ -737,6 +777,11 @@ fn validate_publisher(
         template: ctx.template(r.message.as_ref(), &f("message"))?,
         on_connect: ctx.on_connect(&r.on_connect, &f("on_connect"))?,
         headers: ctx.headers(r.headers.as_ref(), &f("headers"))?,
+        target: r
+            .target
+            .as_ref()
+            .map(|t| parse_target(ctx, t, &f("target")))
+            .transpose()?,
     })
 }
 
@@ -783,6 +828,7 @@ fn validate_group(
         .as_ref()
         .map(|h| ctx.positive_duration(h, &f("churn")))
         .transpose()?;
+    let (http, streams_per_connection) = http_settings(ctx, r, protocol, &f)?;
     let ws_only = |present: bool, span: std::ops::Range<usize>, field: &str| {
         if present && protocol == Protocol::Sse {
             Err(ctx.error(span, &f(field), "applies to WebSocket groups only"))
@@ -1002,7 +1048,67 @@ fn validate_group(
         on_connect: ctx.on_connect(&r.on_connect, &f("on_connect"))?,
         send,
         headers: ctx.headers(r.headers.as_ref(), &f("headers"))?,
+        targets: group_targets(ctx, r, &f)?,
+        http,
+        streams_per_connection,
     })
+}
+
+/// `http` and `streams_per_connection` of a group (SSE only).
+fn http_settings(
+    ctx: &Ctx<'_>,
+    r: &raw::RawClients,
+    protocol: Protocol,
+    f: &dyn Fn(&str) -> String,
+) -> Result<(HttpVersion, u32), ScenarioError> {
+    if protocol == Protocol::Ws {
+        if let Some(h) = &r.http {
+            return Err(ctx.error(
+                h.span(),
+                &f("http"),
+                "WebSockets are HTTP/1.1 upgrades; `http` applies to SSE groups only",
+            ));
+        }
+        if let Some(n) = &r.streams_per_connection {
+            return Err(ctx.error(
+                n.span(),
+                &f("streams_per_connection"),
+                "applies to SSE groups only",
+            ));
+        }
+    }
+    let http = match r.http.as_ref().map(|h| (h, h.get_ref().as_str())) {
+        None | Some((_, "1.1")) => HttpVersion::Http1,
+        Some((_, "2")) => HttpVersion::Http2,
+        Some((_, "auto")) => HttpVersion::Auto,
+        Some((h, other)) => {
+            return Err(ctx.error(
+                h.span(),
+                &f("http"),
+                format!("must be \"1.1\", \"2\" or \"auto\", got {other:?}"),
+            ));
+        }
+    };
+    let streams = match &r.streams_per_connection {
+        None => 100,
+        Some(n) => {
+            if http == HttpVersion::Http1 {
+                return Err(ctx.error(
+                    n.span(),
+                    &f("streams_per_connection"),
+                    "applies with http = \"2\" or \"auto\" only (HTTP/1.1 has one stream per connection)",
+                ));
+            }
+            let n = ctx.int_in(
+                n,
+                &f("streams_per_connection"),
+                1,
+                i64::from(MAX_STREAMS_PER_CONNECTION),
+            )?;
+            u32::try_from(n).unwrap_or(MAX_STREAMS_PER_CONNECTION)
+        }
+    };
+    Ok((http, streams))
 }
 
 impl Scenario {
@@ -1068,6 +1174,13 @@ impl Scenario {
                     "expect": format!("{:?}", g.expect),
                     "latency": format!("{:?}", g.latency).to_lowercase(),
                     "stamp": format!("{:?}", g.stamp.kind).to_lowercase(),
+                    "http": match g.http {
+                        HttpVersion::Http1 => Value::from("1.1"),
+                        HttpVersion::Http2 | HttpVersion::Auto => serde_json::json!({
+                            "version": if g.http == HttpVersion::Http2 { "2" } else { "auto" },
+                            "streams_per_connection": g.streams_per_connection,
+                        }),
+                    },
                     "send": g.send.as_ref().map(|s| serde_json::json!({
                         "rate": s.rate,
                         "payload_bytes": s.payload_bytes,
@@ -1105,9 +1218,9 @@ impl Scenario {
     pub fn plan(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "scenario {}: {}", self.name, self.description);
-        let target = self.target.map_or_else(
+        let target = self.target.as_ref().map_or_else(
             || "bundled server (started as a child process)".to_owned(),
-            |a| format!("http://{a}"),
+            ToString::to_string,
         );
         let _ = writeln!(out, "target: {target}");
         if !self.source_addrs.is_empty() {

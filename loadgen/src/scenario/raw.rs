@@ -72,6 +72,10 @@ pub(super) struct RawClients {
     pub(super) payload_bytes: Option<Spanned<i64>>,
     pub(super) message: Option<Spanned<String>>,
     pub(super) headers: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+    pub(super) target: Option<Spanned<String>>,
+    pub(super) targets: Option<Spanned<Vec<String>>>,
+    pub(super) http: Option<Spanned<String>>,
+    pub(super) streams_per_connection: Option<Spanned<i64>>,
 }
 
 /// `stamp = "none"` or `stamp = { … }`.
@@ -131,4 +135,5 @@ pub(super) struct RawPublisher {
     #[serde(default)]
     pub(super) on_connect: Vec<Spanned<String>>,
     pub(super) headers: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+    pub(super) target: Option<Spanned<String>>,
 }

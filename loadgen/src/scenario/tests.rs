@@ -156,10 +156,10 @@ fn bad_values_name_line_field_and_what_is_allowed() {
     );
     bad(
         "name = \"t\"",
-        "name = \"t\"\ntarget = \"http://example.com\"",
+        "name = \"t\"\ntarget = \"ws://example.com\"",
         3,
         "target",
-        "host names are not resolved",
+        "must be an http:// or https:// URL",
     );
 }
 

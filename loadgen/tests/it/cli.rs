@@ -51,7 +51,11 @@ fn usage_errors_are_exit_code_2() {
     for args in [
         &["run", good, "--duration", "soon"][..],
         &["run", good, "--max-clients", "0"][..],
-        &["run", good, "--target", "http://example.com:80"][..],
+        &["run", good, "--target", "ftp://127.0.0.1:80"][..],
+        &["run", good, "--target", "http://[::1"][..],
+        &["run", good, "--resolve", "host-without-port"][..],
+        &["run", good, "--insecure", "--ca-file", "ca.pem"][..],
+        &["run", good, "--ca-file", "/nonexistent/ca.pem"][..],
         &["run", good, "--raw-samples-limit", "5"][..],
         &[
             "run",

@@ -7,3 +7,4 @@ mod headers;
 mod report;
 mod scenarios;
 mod support;
+mod tls;

@@ -64,7 +64,9 @@ pub(crate) fn options(scenario: Scenario, target: Option<SocketAddr>, out: &Path
     RunOptions {
         scenario,
         scenario_file: None,
-        target,
+        target: target.map(loadgen::scenario::TargetUrl::plain),
+        resolve: Vec::new(),
+        tls: loadgen::live::transport::TlsOptions::default(),
         token: None,
         out: Some(out.to_owned()),
         results_root: out.to_owned(),

@@ -1,5 +1,6 @@
 //! The load: SSE and WebSocket connections and publishers, all sharing one [`RunCtx`].
 
+pub(crate) mod h2pool;
 pub(crate) mod post;
 pub(crate) mod publisher;
 pub(crate) mod request;
@@ -9,25 +10,24 @@ pub(crate) mod timer;
 pub(crate) mod ws;
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::live::raw_samples::{RawBudget, RawSample};
-use crate::live::stats::{Counters, Metric, Shard};
+use crate::live::stats::{Metric, Shard};
 use crate::live::tracker::SeqTracker;
+use crate::live::transport::{Connector, Endpoints};
 use crate::scenario::{ClientGroup, Expect, Latency, StampSpec};
 use schedule::Slot;
 use timer::PreciseTimer;
 
 /// How long one TCP connect plus handshake may take before it counts as a timeout.
-pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) use crate::live::transport::{CONNECT_TIMEOUT, ConnectError};
 
 /// Maps monotonic instants to Unix microseconds, so stamps and receive times share a clock.
 #[derive(Debug, Clone, Copy)]
@@ -67,7 +67,10 @@ pub(crate) async fn stopped(stop: &mut Stop) {
 /// Everything the load tasks share.
 #[derive(Debug)]
 pub(crate) struct RunCtx {
-    pub(crate) target: SocketAddr,
+    /// Opens connections (TCP, TLS).
+    pub(crate) connector: Connector,
+    /// Where each group's and publisher's connections go.
+    pub(crate) endpoints: Endpoints,
     pub(crate) token: Option<String>,
     pub(crate) clock: Clock,
     /// Wakes senders at their slots (see [`timer`]).
@@ -111,7 +114,7 @@ impl RunCtx {
     /// # Errors
     /// The timer thread could not be started.
     pub(crate) fn new(
-        target: SocketAddr,
+        (connector, endpoints): (Connector, Endpoints),
         token: Option<String>,
         signals: &Signals,
         shape: (usize, usize),
@@ -121,7 +124,8 @@ impl RunCtx {
     ) -> io::Result<Self> {
         let (groups, publishers) = shape;
         Ok(Self {
-            target,
+            connector,
+            endpoints,
             token,
             clock: Clock::new(),
             timer: PreciseTimer::start()?,
@@ -170,9 +174,13 @@ impl RunCtx {
             && intended_us < self.measure_until_us.load(Ordering::Acquire)
     }
 
-    /// Records a `connect` sample (kept whenever it happens: it belongs to the connect phase).
-    pub(crate) fn record_connect(&self, shard: &Shard, us: u64) {
+    /// Records a `connect` sample and the `tls` handshake within it, if any (kept whenever
+    /// they happen: they belong to the connect phase).
+    pub(crate) fn record_connect(&self, shard: &Shard, us: u64, tls_us: Option<u64>) {
         shard.record(Metric::Connect, us);
+        if let Some(tls_us) = tls_us {
+            shard.record(Metric::Tls, tls_us);
+        }
     }
 
     /// Records the `send_lag` of `slot` (now minus the slot), if the slot is in the measured
@@ -224,11 +232,6 @@ impl RunCtx {
     pub(crate) fn source_for(&self, conn: u64) -> Option<std::net::IpAddr> {
         let n = self.source_addrs.len() as u64;
         (n > 0).then(|| self.source_addrs[usize::try_from(conn % n).unwrap_or(0)])
-    }
-
-    /// The `Host` header value.
-    pub(crate) fn host(&self) -> String {
-        self.target.to_string()
     }
 }
 
@@ -430,90 +433,8 @@ pub(crate) struct GroupRun {
     pub(crate) spec: ClientGroup,
     /// Index of the publisher this group expects messages from.
     pub(crate) publisher: Option<usize>,
-}
-
-/// Why a connection attempt failed.
-#[derive(Debug)]
-pub(crate) enum ConnectError {
-    Refused,
-    Timeout,
-    Reset,
-    /// HTTP status other than the expected one.
-    Status(u16),
-    /// 200 without `text/event-stream`.
-    ContentType(String),
-    Other(String),
-}
-
-impl ConnectError {
-    pub(crate) fn from_io(e: &io::Error) -> Self {
-        match e.kind() {
-            io::ErrorKind::ConnectionRefused => Self::Refused,
-            io::ErrorKind::TimedOut => Self::Timeout,
-            io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof => Self::Reset,
-            _ => Self::Other(e.to_string()),
-        }
-    }
-
-    /// Counts this failure.
-    pub(crate) fn count(&self, c: &mut Counters) {
-        match self {
-            Self::Refused => c.failed_refused += 1,
-            Self::Timeout => c.failed_timeout += 1,
-            Self::Reset => c.failed_reset += 1,
-            Self::Status(_) => c.failed_status += 1,
-            Self::ContentType(_) => c.failed_content_type += 1,
-            Self::Other(_) => c.failed_other += 1,
-        }
-    }
-}
-
-impl std::fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Refused => f.write_str("connection refused"),
-            Self::Timeout => f.write_str("connect timed out"),
-            Self::Reset => f.write_str("connection reset"),
-            Self::Status(s) => write!(f, "HTTP status {s}"),
-            Self::ContentType(t) => write!(f, "content type {t:?} is not text/event-stream"),
-            Self::Other(m) => f.write_str(m),
-        }
-    }
-}
-
-/// Opens a TCP connection with `TCP_NODELAY`, bounded by [`CONNECT_TIMEOUT`].
-pub(crate) async fn tcp_connect(addr: SocketAddr) -> Result<TcpStream, ConnectError> {
-    tcp_connect_from(addr, None).await
-}
-
-/// Opens a TCP connection from `source` (any port), or from the address the OS picks.
-pub(crate) async fn tcp_connect_from(
-    addr: SocketAddr,
-    source: Option<std::net::IpAddr>,
-) -> Result<TcpStream, ConnectError> {
-    let connect = async {
-        match source {
-            None => TcpStream::connect(addr).await,
-            Some(ip) => {
-                let socket = if addr.is_ipv4() {
-                    tokio::net::TcpSocket::new_v4()?
-                } else {
-                    tokio::net::TcpSocket::new_v6()?
-                };
-                socket.bind(SocketAddr::new(ip, 0))?;
-                socket.connect(addr).await
-            }
-        }
-    };
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-        .await
-        .map_err(|_| ConnectError::Timeout)?
-        .map_err(|e| ConnectError::from_io(&e))?;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
+    /// SSE over HTTP/2: the group's shared connections.
+    pub(crate) h2: h2pool::H2Pool,
 }
 
 /// Builds the JSON text of a stamped message: template fields, `seq`, `ts` and, when

@@ -1,26 +1,37 @@
 //! A keep-alive HTTP/1.1 POST client (publishers, SSE chat senders).
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 
-use super::{ConnectError, Ctx, tcp_connect_from};
+use super::request::Rendered;
+use super::{ConnectError, Ctx};
+use crate::live::transport::{Alpn, Endpoint};
 
-/// One HTTP/1.1 connection used for sequential POSTs; reconnects when it breaks.
-#[derive(Debug, Default)]
+/// One HTTP/1.1 connection (TLS for https targets) used for sequential POSTs; reconnects
+/// when it breaks.
+#[derive(Debug)]
 pub(crate) struct Poster {
     sender: Option<SendRequest<Full<Bytes>>>,
-    /// Source address of its connections (`source_addrs`), if any.
-    source: Option<std::net::IpAddr>,
+    /// The server, its address and the source address of its connections, as the
+    /// connection (or publisher) it posts for.
+    endpoint: Arc<Endpoint>,
+    addr: SocketAddr,
+    source: Option<IpAddr>,
 }
 
-impl From<Option<std::net::IpAddr>> for Poster {
-    /// A poster whose connections leave from `source`.
-    fn from(source: Option<std::net::IpAddr>) -> Self {
+impl From<&Rendered> for Poster {
+    /// A poster for the connection or publisher `rendered` describes.
+    fn from(rendered: &Rendered) -> Self {
         Self {
             sender: None,
-            source,
+            endpoint: Arc::clone(&rendered.endpoint),
+            addr: rendered.addr,
+            source: rendered.source,
         }
     }
 }
@@ -32,9 +43,12 @@ impl Poster {
             None => false,
         };
         if !usable {
-            let tcp = tcp_connect_from(ctx.target, self.source).await?;
+            let opened = ctx
+                .connector
+                .open(&self.endpoint.url, self.addr, self.source, Alpn::Http1)
+                .await?;
             let (sender, conn) = http1::Builder::new()
-                .handshake(TokioIo::new(tcp))
+                .handshake(TokioIo::new(opened.stream))
                 .await
                 .map_err(|e| ConnectError::Other(e.to_string()))?;
             tokio::spawn(async move {
@@ -56,9 +70,10 @@ impl Poster {
         body: String,
         headers: &hyper::header::HeaderMap,
     ) -> Result<(u16, Bytes), ConnectError> {
+        let host = self.endpoint.url.host_header();
         let sender = self.sender(ctx).await?;
         let mut req = hyper::Request::post(path)
-            .header("host", ctx.host())
+            .header("host", host)
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| ConnectError::Other(e.to_string()))?;

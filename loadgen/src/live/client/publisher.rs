@@ -33,7 +33,7 @@ pub(crate) async fn run(ctx: Ctx, spec: Publisher, index: usize, shard: Shard) {
     let mut ws = match spec.via {
         PublishVia::Http => None,
         PublishVia::Ws => match super::ws::connect(&ctx, &rendered).await {
-            Ok(mut socket) => {
+            Ok((mut socket, _tls_us)) => {
                 for text in &rendered.on_connect {
                     let _ = socket.send(Message::text(text.clone())).await;
                 }
@@ -46,7 +46,7 @@ pub(crate) async fn run(ctx: Ctx, spec: Publisher, index: usize, shard: Shard) {
             }
         },
     };
-    let mut poster = Poster::from(rendered.source);
+    let mut poster = Poster::from(&rendered);
     let mut schedule = Schedule::at_rate(&ctx.timer, spec.rate, 0.0);
     let stop = stopped(&mut stop);
     tokio::pin!(stop);

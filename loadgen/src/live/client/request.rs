@@ -2,10 +2,14 @@
 //! `{rand:A..B}`) replaced once, when it starts: the path, the request headers, the
 //! `on_connect` texts and the message template.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
 use hyper::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
 use super::RunCtx;
+use crate::live::transport::Endpoint;
 use crate::scenario::template::{self, Vars};
 use crate::scenario::{ClientGroup, Header, Publisher};
 
@@ -24,12 +28,17 @@ pub(crate) struct Rendered {
     pub(crate) send_path: Option<String>,
     /// The address its TCP connections are bound to (`source_addrs`), if any.
     pub(crate) source: Option<std::net::IpAddr>,
+    /// The server its connections go to (`Host`, SNI, TLS or not) ...
+    pub(crate) endpoint: Arc<Endpoint>,
+    /// ... at this one of its addresses (every connection of it: stream and POSTs alike).
+    pub(crate) addr: SocketAddr,
 }
 
 impl Rendered {
-    /// For a client group's connection.
-    pub(crate) fn for_group(ctx: &RunCtx, group: &ClientGroup, vars: &Vars) -> Self {
+    /// For a connection of client group number `index`.
+    pub(crate) fn for_group(ctx: &RunCtx, index: usize, group: &ClientGroup, vars: &Vars) -> Self {
         let send = group.send.as_ref();
+        let (endpoint, addr) = ctx.endpoints.for_group(index, vars.group_conn);
         Self {
             path: template::render(&group.path, vars).into_owned(),
             headers: headers(ctx, &group.headers, vars),
@@ -39,11 +48,15 @@ impl Rendered {
                 .and_then(|s| s.path.as_deref())
                 .map(|p| template::render(p, vars).into_owned()),
             source: ctx.source_for(vars.conn),
+            endpoint,
+            addr,
         }
     }
 
     /// For a publisher (`{conn}` and `{group_conn}` are its index among the publishers).
     pub(crate) fn for_publisher(ctx: &RunCtx, p: &Publisher, vars: &Vars) -> Self {
+        let index = usize::try_from(vars.conn).unwrap_or(usize::MAX);
+        let (endpoint, addr) = ctx.endpoints.for_publisher(index);
         Self {
             path: template::render(&p.path, vars).into_owned(),
             headers: headers(ctx, &p.headers, vars),
@@ -51,6 +64,8 @@ impl Rendered {
             template: render_map(&p.template, vars),
             send_path: None,
             source: ctx.source_for(vars.conn),
+            endpoint,
+            addr,
         }
     }
 }

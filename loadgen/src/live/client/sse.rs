@@ -16,16 +16,18 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until};
 use wire::sse::{EventRef, Parser};
 
+use super::h2pool::{self, Pooled};
 use super::post::Poster;
 use super::request::Rendered;
 use super::schedule::Schedule;
 use super::{
     ConnectError, Ctx, GroupRun, Stop, elapsed_us, fastrand_fraction, missed_of, stamp_of_text,
-    stamped_message, stopped, tcp_connect_from,
+    stamped_message, stopped,
 };
 use crate::live::stats::Shard;
-use crate::scenario::StampKind;
+use crate::live::transport::{Alpn, Stream};
 use crate::scenario::template::Vars;
+use crate::scenario::{HttpVersion, StampKind};
 
 /// Reconnection delay when the stream never sent `retry:` (browsers use a few seconds; the
 /// spec leaves it to the client).
@@ -43,10 +45,35 @@ enum Ended {
     NoContent,
 }
 
-/// The hyper connection future that moves the bytes; polled next to the response body.
+/// An HTTP/1.1 client connection of one stream.
+type H1Connection = http1::Connection<TokioIo<Stream>, Empty<Bytes>>;
+
+/// The HTTP/1.1 connection future that moves the bytes, polled next to the response body;
+/// none for a stream on a shared HTTP/2 connection (a task of its own drives that).
 struct Driver {
-    conn: std::pin::Pin<Box<http1::Connection<TokioIo<tokio::net::TcpStream>, Empty<Bytes>>>>,
+    conn: Option<std::pin::Pin<Box<H1Connection>>>,
+    /// Nothing (more) to drive.
     done: bool,
+}
+
+impl Driver {
+    /// For a stream on a shared HTTP/2 connection.
+    fn shared() -> Self {
+        Self {
+            conn: None,
+            done: true,
+        }
+    }
+
+    /// Drives the HTTP/1.1 connection until it ends (never completes without one).
+    async fn drive(&mut self) {
+        match self.conn.as_mut() {
+            Some(conn) => {
+                let _ = conn.await;
+            }
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// Per-connection state that survives reconnects.
@@ -64,6 +91,8 @@ struct Conn {
     sender: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     /// Path, headers and message template with placeholders replaced.
     rendered: Arc<Rendered>,
+    /// Its index within its group (picks its HTTP/2 connection).
+    group_conn: u64,
 }
 
 /// Runs SSE connection `conn` (its index over the run) from `start_at` until the run stops.
@@ -76,7 +105,7 @@ pub(crate) async fn run(
 ) {
     sleep_until(start_at).await;
     let hold_until = group.spec.hold.map(|h| Instant::now() + h);
-    let rendered = Arc::new(Rendered::for_group(&ctx, &group.spec, &vars));
+    let rendered = Arc::new(Rendered::for_group(&ctx, group.index, &group.spec, &vars));
     let mut conn = Conn {
         ctx,
         group,
@@ -87,6 +116,7 @@ pub(crate) async fn run(
         posted: Arc::default(),
         sender: None,
         rendered,
+        group_conn: vars.group_conn,
     };
     let mut stop = conn.ctx.stop.clone();
     loop {
@@ -134,7 +164,7 @@ impl Conn {
         self.shard.count(|c| c.connections_attempted += 1);
         let opened = self.open().await;
         self.track.mark_attempted(&self.ctx);
-        let (body, driver) = match opened {
+        let (body, driver, tls_us) = match opened {
             Ok(opened) => opened,
             Err(ConnectError::Status(204)) => return Ended::NoContent,
             Err(e) => {
@@ -150,7 +180,7 @@ impl Conn {
             }
         };
         let connect_us = elapsed_us(self.track.attempt_at);
-        self.ctx.record_connect(&self.shard, connect_us);
+        self.ctx.record_connect(&self.shard, connect_us, tls_us);
         self.shard.count(|c| c.connections_established += 1);
         self.ctx.open.fetch_add(1, Ordering::Relaxed);
         let ended = self.read(body, driver, hold_until).await;
@@ -162,27 +192,61 @@ impl Conn {
         ended
     }
 
-    async fn open(&mut self) -> Result<(Incoming, Driver), ConnectError> {
-        let tcp = tcp_connect_from(self.ctx.target, self.rendered.source).await?;
+    /// Opens the stream: on a shared HTTP/2 connection (`http = "2"`, or `"auto"` on https
+    /// when the server offers h2), else on a connection of its own. Returns the body, the
+    /// HTTP/1.1 connection to drive and the TLS handshake time when this stream made one.
+    async fn open(&mut self) -> Result<(Incoming, Driver, Option<u64>), ConnectError> {
+        let spec = &self.group.spec;
+        let url = &self.rendered.endpoint.url;
+        let use_h2 = match spec.http {
+            HttpVersion::Http1 => false,
+            HttpVersion::Http2 => true,
+            HttpVersion::Auto => url.secure,
+        };
+        if use_h2 {
+            let targets = spec.targets.len();
+            let slot = h2pool::slot_of(self.group_conn, targets, spec.streams_per_connection);
+            let pooled = self
+                .group
+                .h2
+                .sender(
+                    &self.ctx,
+                    &self.shard,
+                    &self.rendered,
+                    slot,
+                    spec.http == HttpVersion::Http2,
+                )
+                .await?;
+            if let Pooled::H2(mut sender, tls_us) = pooled {
+                let scheme = if url.secure { "https" } else { "http" };
+                let uri = format!("{scheme}://{}{}", url.host_header(), self.rendered.path);
+                let req = self.request(&uri, false)?;
+                let response = tokio::time::timeout(super::CONNECT_TIMEOUT, async {
+                    sender.ready().await.map_err(|e| classify_hyper(&e))?;
+                    sender
+                        .send_request(req)
+                        .await
+                        .map_err(|e| classify_hyper(&e))
+                })
+                .await
+                .map_err(|_| ConnectError::Timeout)??;
+                let body = event_stream(response)?;
+                return Ok((body, Driver::shared(), tls_us));
+            }
+        }
+        let opened = self
+            .ctx
+            .connector
+            .open(url, self.rendered.addr, self.rendered.source, Alpn::Http1)
+            .await?;
         let (mut sender, conn) = http1::Builder::new()
             .read_buf_exact_size(Some(4096))
-            .handshake(TokioIo::new(tcp))
+            .handshake(TokioIo::new(opened.stream))
             .await
             .map_err(|e| ConnectError::Other(e.to_string()))?;
-        let mut req = hyper::Request::get(self.rendered.path.as_str())
-            .header("host", self.ctx.host())
-            .header("accept", "text/event-stream")
-            .header("cache-control", "no-cache");
-        let last_id = self.parser.last_event_id();
-        if !last_id.is_empty() {
-            req = req.header("last-event-id", last_id);
-        }
-        let mut req = req
-            .body(Empty::new())
-            .map_err(|e| ConnectError::Other(e.to_string()))?;
-        super::request::apply(req.headers_mut(), &self.rendered.headers);
+        let req = self.request(&self.rendered.path, true)?;
         let mut driver = Driver {
-            conn: Box::pin(conn),
+            conn: Some(Box::pin(conn)),
             done: false,
         };
         let response = tokio::time::timeout(super::CONNECT_TIMEOUT, async {
@@ -193,26 +257,37 @@ impl Conn {
                     res = &mut send => break res.map_err(|e| classify_hyper(&e)),
                     // A server may answer and close at once: the connection can finish before
                     // the response is handed over, so keep waiting for it.
-                    _ = &mut driver.conn, if !driver.done => driver.done = true,
+                    () = driver.drive(), if !driver.done => driver.done = true,
                 }
             }
         })
         .await
         .map_err(|_| ConnectError::Timeout)??;
-        let status = response.status().as_u16();
-        if status != 200 {
-            return Err(ConnectError::Status(status));
+        Ok((event_stream(response)?, driver, opened.tls_us))
+    }
+
+    /// The GET request of the stream: `uri` is the path (HTTP/1.1, with a `Host` header) or
+    /// the absolute URI (HTTP/2, whose `:authority` carries the host).
+    fn request(
+        &self,
+        uri: &str,
+        host_header: bool,
+    ) -> Result<hyper::Request<Empty<Bytes>>, ConnectError> {
+        let mut req = hyper::Request::get(uri)
+            .header("accept", "text/event-stream")
+            .header("cache-control", "no-cache");
+        if host_header {
+            req = req.header("host", self.rendered.endpoint.url.host_header());
         }
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        if !content_type.starts_with(wire::sse::CONTENT_TYPE) {
-            return Err(ConnectError::ContentType(content_type));
+        let last_id = self.parser.last_event_id();
+        if !last_id.is_empty() {
+            req = req.header("last-event-id", last_id);
         }
-        Ok((response.into_body(), driver))
+        let mut req = req
+            .body(Empty::new())
+            .map_err(|e| ConnectError::Other(e.to_string()))?;
+        super::request::apply(req.headers_mut(), &self.rendered.headers);
+        Ok(req)
     }
 
     async fn read(
@@ -245,7 +320,7 @@ impl Conn {
                         }
                     }
                 },
-                _ = &mut driver.conn, if !driver.done => driver.done = true,
+                () = driver.drive(), if !driver.done => driver.done = true,
                 () = stopped(&mut start_sending), if sends && self.sender.is_none() && self.user_id.is_some() && !*self.ctx.stop_sending.borrow() => {
                     self.start_sender();
                 },
@@ -353,6 +428,23 @@ impl Conn {
     }
 }
 
+/// The body of a `200 text/event-stream` response; other answers are errors.
+fn event_stream(response: hyper::Response<Incoming>) -> Result<Incoming, ConnectError> {
+    let status = response.status().as_u16();
+    if status != 200 {
+        return Err(ConnectError::Status(status));
+    }
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.starts_with(wire::sse::CONTENT_TYPE) {
+        return Err(ConnectError::ContentType(content_type.to_owned()));
+    }
+    Ok(response.into_body())
+}
+
 /// POSTs stamped messages as chat user `user_id` at the group's rate until the run stops
 /// sending or `stop` is raised (the stream ended).
 async fn post_at_rate(
@@ -372,7 +464,7 @@ async fn post_at_rate(
         .as_deref()
         .unwrap_or("/")
         .replace("{id}", &user_id.to_string());
-    let mut poster = Poster::from(rendered.source);
+    let mut poster = Poster::from(rendered.as_ref());
     let mut stop_sending = ctx.stop_sending.clone();
     let stopped_either = async {
         tokio::select! {

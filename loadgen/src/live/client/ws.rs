@@ -17,9 +17,10 @@ use super::request::Rendered;
 use super::schedule::{Schedule, Slot};
 use super::{
     ConnectError, Ctx, GroupRun, elapsed_us, fastrand_fraction, missed_of, read_stamp,
-    stamped_message, stopped, tcp_connect_from,
+    stamped_message, stopped,
 };
 use crate::live::stats::Shard;
+use crate::live::transport::{Alpn, Stream};
 use crate::scenario::template::Vars;
 use crate::scenario::{Expect, StampKind};
 
@@ -32,19 +33,32 @@ pub(crate) fn ws_config() -> WebSocketConfig {
         .max_message_size(Some(64 << 20))
 }
 
-type Socket = WebSocketStream<tokio::net::TcpStream>;
+type Socket = WebSocketStream<Stream>;
 
-/// Opens a WebSocket to the rendered path on the target, with the rendered headers.
-pub(crate) async fn connect(ctx: &Ctx, rendered: &Rendered) -> Result<Socket, ConnectError> {
-    let tcp = tcp_connect_from(ctx.target, rendered.source).await?;
-    let mut request = format!("ws://{}{}", ctx.target, rendered.path)
-        .into_client_request()
-        .map_err(|e| ConnectError::Other(e.to_string()))?;
+/// Opens a WebSocket (`ws://`, or `wss://` for an https target) to the rendered path, with
+/// the rendered headers; returns it and the TLS handshake time in µs, if any.
+pub(crate) async fn connect(
+    ctx: &Ctx,
+    rendered: &Rendered,
+) -> Result<(Socket, Option<u64>), ConnectError> {
+    let url = &rendered.endpoint.url;
+    let opened = ctx
+        .connector
+        .open(url, rendered.addr, rendered.source, Alpn::Http1)
+        .await?;
+    let mut request = format!(
+        "{}://{}{}",
+        url.ws_scheme(),
+        url.host_header(),
+        rendered.path
+    )
+    .into_client_request()
+    .map_err(|e| ConnectError::Other(e.to_string()))?;
     super::request::apply(request.headers_mut(), &rendered.headers);
-    let handshake = client_async_with_config(request, tcp, Some(ws_config()));
+    let handshake = client_async_with_config(request, opened.stream, Some(ws_config()));
     match tokio::time::timeout(super::CONNECT_TIMEOUT, handshake).await {
         Err(_) => Err(ConnectError::Timeout),
-        Ok(Ok((socket, _))) => Ok(socket),
+        Ok(Ok((socket, _))) => Ok((socket, opened.tls_us)),
         Ok(Err(tungstenite::Error::Http(res))) => Err(ConnectError::Status(res.status().as_u16())),
         Ok(Err(tungstenite::Error::Io(e))) => Err(ConnectError::from_io(&e)),
         Ok(Err(e)) => Err(ConnectError::Other(e.to_string())),
@@ -86,7 +100,7 @@ pub(crate) async fn run(
 ) {
     sleep_until(start_at).await;
     let hold_until = group.spec.hold.map(|h| Instant::now() + h);
-    let rendered = Rendered::for_group(&ctx, &group.spec, &vars);
+    let rendered = Rendered::for_group(&ctx, group.index, &group.spec, &vars);
     let mut conn = Conn {
         ctx,
         group,
@@ -123,7 +137,7 @@ impl Conn {
         if connected.is_err() {
             self.track.mark_attempted(&self.ctx);
         }
-        let mut socket = match connected {
+        let (mut socket, tls_us) = match connected {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(group = %self.group.spec.name, "WS connect failed: {e}");
@@ -134,7 +148,7 @@ impl Conn {
             }
         };
         self.ctx
-            .record_connect(&self.shard, elapsed_us(self.track.attempt_at));
+            .record_connect(&self.shard, elapsed_us(self.track.attempt_at), tls_us);
         self.shard.count(|c| c.connections_established += 1);
         // Open (ready) only once the on_connect messages (joins, subscriptions) are out.
         for text in &self.rendered.on_connect {
