@@ -317,6 +317,7 @@ async fn start_target(
         let endpoint = transport::resolve::resolve(url, &opts.resolve)
             .await
             .map_err(TargetError::from)?;
+        let endpoint = transport::resolve::keep_reachable(endpoint).await;
         return Ok(Target::remote(Arc::new(endpoint), connector).await?);
     }
     let exe = opts.server_exe.clone().ok_or_else(|| {

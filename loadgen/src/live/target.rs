@@ -18,6 +18,9 @@ use crate::live::transport::{Alpn, Connector, Endpoint, ResolveError, tcp_connec
 /// The line `loadgen serve` prints on stdout once it listens: `LISTENING <addr>`.
 pub const LISTENING: &str = "LISTENING";
 
+/// Largest `/healthz` or `/metrics` body read, in bytes.
+const MAX_PROBE_BODY: usize = 8 << 20;
+
 /// How long the bundled server may take to start and answer `/healthz`.
 const START_DEADLINE: Duration = Duration::from_secs(20);
 
@@ -221,8 +224,16 @@ impl Probe {
                 .map_err(|e| e.to_string())?;
             let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
             let status = res.status().as_u16();
-            let body = res
-                .into_body()
+            // A server that answers every path with its event stream must not hold a scrape.
+            let streaming = res
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| t.starts_with(wire::sse::CONTENT_TYPE));
+            if streaming {
+                return Err(format!("GET {path} answered with an event stream"));
+            }
+            let body = http_body_util::Limited::new(res.into_body(), MAX_PROBE_BODY)
                 .collect()
                 .await
                 .map_err(|e| e.to_string())?

@@ -449,6 +449,11 @@ mod tests {
         let metrics: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
         assert_eq!(
             metrics,
+            crate::scenario::threshold::LATENCY_METRICS,
+            "every metric can be a threshold"
+        );
+        assert_eq!(
+            metrics,
             [
                 "connect",
                 "tls",

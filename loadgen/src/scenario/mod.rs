@@ -161,8 +161,9 @@ pub struct SendSpec {
     pub rate: f64,
     /// Pad each message to at least this many bytes.
     pub payload_bytes: usize,
-    /// JSON object fields sent with every message (the stamp is added).
-    pub template: Map<String, Value>,
+    /// The JSON message sent (any JSON value); the stamp is added to the object at the
+    /// group's `stamp.pointer` (the message itself when empty).
+    pub template: Value,
     /// SSE only: path to POST to, `{id}` replaced by the id from `id_event`.
     pub path: Option<String>,
     /// SSE only: event whose JSON data has the connection's `id`.
@@ -212,6 +213,49 @@ pub struct ClientGroup {
     pub http: HttpVersion,
     /// SSE over HTTP/2: streams multiplexed on one connection (default 100, as browsers).
     pub streams_per_connection: u32,
+    /// How messages are framed (a text prefix around the JSON, where the type is).
+    pub frame: FrameSpec,
+    /// WS: a received text frame equal to a key is answered with its value, verbatim
+    /// (application heartbeats such as Engine.IO's ping "2" -> pong "3").
+    pub replies: Vec<(String, String)>,
+    /// WS: a raw text sent periodically (application heartbeats such as Phoenix's).
+    pub keepalive: Option<Keepalive>,
+}
+
+/// How messages are framed on the wire: `frame = { prefix = "42", type_pointer = "/0" }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameSpec {
+    /// Text before the JSON of every data message (Socket.IO's `42`); received messages
+    /// without it are control frames and are not counted. Empty: plain JSON.
+    pub prefix: String,
+    /// JSON pointer of a message's type, matched against `types` (default `/type`).
+    pub type_pointer: String,
+}
+
+impl Default for FrameSpec {
+    fn default() -> Self {
+        Self {
+            prefix: String::new(),
+            type_pointer: "/type".to_owned(),
+        }
+    }
+}
+
+impl FrameSpec {
+    /// The JSON of a received data message, or `None` for a control frame (no prefix).
+    #[must_use]
+    pub fn payload<'a>(&self, text: &'a str) -> Option<&'a str> {
+        text.strip_prefix(self.prefix.as_str())
+    }
+}
+
+/// `keepalive = { every = "30s", message = '..' }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Interval between sends (the first one `every` after connecting).
+    pub every: Duration,
+    /// Sent verbatim (placeholders rendered, no stamp).
+    pub message: String,
 }
 
 /// HTTP version of a group's SSE streams (`http = "1.1" | "2" | "auto"`).
@@ -247,6 +291,8 @@ pub struct Publisher {
     pub headers: Vec<Header>,
     /// Its own server (`target`); `None`: the run's target.
     pub target: Option<TargetUrl>,
+    /// WS publishers: the text prefix of every message (`frame = { prefix = ".." }`).
+    pub frame: FrameSpec,
 }
 
 /// Timing of a run.
@@ -497,6 +543,58 @@ impl Ctx<'_> {
                 value.span(),
                 field,
                 "must be a JSON object, e.g. '{\"type\":\"chat\"}'",
+            )),
+        }
+    }
+
+    /// A group's `message`: any JSON value whose `pointer` (where the stamp goes) names an
+    /// object without `seq`/`ts`; absent: `{}` (with an empty pointer).
+    fn message(
+        &self,
+        value: Option<&Spanned<String>>,
+        pointer: &str,
+        field: &str,
+    ) -> Result<Value, ScenarioError> {
+        let Some(value) = value else {
+            return if pointer.is_empty() {
+                Ok(Value::Object(Map::new()))
+            } else {
+                Err(self.error(
+                    0..0,
+                    field,
+                    format!("stamp.pointer is {pointer:?}: give a message with an object there, e.g. '[\"event\", {{}}]' for \"/1\""),
+                ))
+            };
+        };
+        template::check(value.get_ref()).map_err(|m| self.error(value.span(), field, m))?;
+        let parsed: Value = serde_json::from_str(value.get_ref()).map_err(|e| {
+            self.error(
+                value.span(),
+                field,
+                format!("must be JSON (any value): {e}"),
+            )
+        })?;
+        let holder = if pointer.is_empty() {
+            Some(&parsed)
+        } else {
+            parsed.pointer(pointer)
+        };
+        match holder {
+            Some(Value::Object(map)) if map.contains_key("seq") || map.contains_key("ts") => Err(self.error(
+                value.span(),
+                field,
+                "must not set `seq` or `ts`: loadgen stamps every message",
+            )),
+            Some(Value::Object(_)) => Ok(parsed),
+            _ if pointer.is_empty() => Err(self.error(
+                value.span(),
+                field,
+                "must be a JSON object, e.g. '{\"type\":\"chat\"}', or set stamp.pointer to where the stamp goes in an array or nested value",
+            )),
+            _ => Err(self.error(
+                value.span(),
+                field,
+                format!("has no JSON object at stamp.pointer {pointer:?} for the stamp"),
             )),
         }
     }
@@ -782,7 +880,110 @@ fn validate_publisher(
             .as_ref()
             .map(|t| parse_target(ctx, t, &f("target")))
             .transpose()?,
+        frame: frame_spec(ctx, r.frame.as_ref(), &f("frame"))?,
     })
+}
+
+/// `frame = { .. }`: a prefix of at most 64 characters, a JSON pointer for the type.
+fn frame_spec(
+    ctx: &Ctx<'_>,
+    raw: Option<&Spanned<raw::RawFrame>>,
+    field: &str,
+) -> Result<FrameSpec, ScenarioError> {
+    let Some(raw) = raw else {
+        return Ok(FrameSpec::default());
+    };
+    let r = raw.get_ref();
+    let prefix = r.prefix.clone().unwrap_or_default();
+    if prefix.chars().count() > 64 {
+        return Err(ctx.error(
+            raw.span(),
+            &format!("{field}.prefix"),
+            "must be at most 64 characters",
+        ));
+    }
+    let type_pointer = r.type_pointer.clone().unwrap_or_else(|| "/type".to_owned());
+    if !type_pointer.starts_with('/') {
+        return Err(ctx.error(
+            raw.span(),
+            &format!("{field}.type_pointer"),
+            format!("must be a JSON pointer such as \"/0\" or \"/event\", got {type_pointer:?}"),
+        ));
+    }
+    Ok(FrameSpec {
+        prefix,
+        type_pointer,
+    })
+}
+
+/// A WebSocket group's `replies` and `keepalive`.
+type Heartbeats = (Vec<(String, String)>, Option<Keepalive>);
+
+/// `replies` and `keepalive` (WebSocket groups only).
+fn heartbeats(
+    ctx: &Ctx<'_>,
+    r: &raw::RawClients,
+    protocol: Protocol,
+    f: &dyn Fn(&str) -> String,
+) -> Result<Heartbeats, ScenarioError> {
+    if protocol == Protocol::Sse {
+        if let Some(x) = &r.replies {
+            return Err(ctx.error(
+                x.span(),
+                &f("replies"),
+                "applies to WebSocket groups only (an SSE client cannot answer on the stream)",
+            ));
+        }
+        if let Some(x) = &r.keepalive {
+            return Err(ctx.error(
+                x.span(),
+                &f("keepalive"),
+                "applies to WebSocket groups only (an SSE client cannot send on the stream)",
+            ));
+        }
+    }
+    let mut replies = Vec::new();
+    if let Some(map) = &r.replies {
+        for (when, answer) in map.get_ref() {
+            if when.is_empty() {
+                return Err(ctx.error(
+                    map.span(),
+                    &f("replies"),
+                    "a key (the text to answer) must not be empty",
+                ));
+            }
+            template::check(answer).map_err(|m| ctx.error(map.span(), &f("replies"), m))?;
+            replies.push((when.clone(), answer.clone()));
+        }
+    }
+    let keepalive = match &r.keepalive {
+        None => None,
+        Some(k) => {
+            let raw = k.get_ref();
+            let every = ctx.positive_duration(&raw.every, &f("keepalive.every"))?;
+            if every < Duration::from_millis(10) {
+                return Err(ctx.error(
+                    raw.every.span(),
+                    &f("keepalive.every"),
+                    "must be at least 10ms",
+                ));
+            }
+            template::check(raw.message.get_ref())
+                .map_err(|m| ctx.error(raw.message.span(), &f("keepalive.message"), m))?;
+            if raw.message.get_ref().is_empty() {
+                return Err(ctx.error(
+                    raw.message.span(),
+                    &f("keepalive.message"),
+                    "must not be empty",
+                ));
+            }
+            Some(Keepalive {
+                every,
+                message: raw.message.get_ref().clone(),
+            })
+        }
+    };
+    Ok((replies, keepalive))
 }
 
 fn validate_group(
@@ -829,6 +1030,7 @@ fn validate_group(
         .map(|h| ctx.positive_duration(h, &f("churn")))
         .transpose()?;
     let (http, streams_per_connection) = http_settings(ctx, r, protocol, &f)?;
+    let (replies, keepalive) = heartbeats(ctx, r, protocol, &f)?;
     let ws_only = |present: bool, span: std::ops::Range<usize>, field: &str| {
         if present && protocol == Protocol::Sse {
             Err(ctx.error(span, &f(field), "applies to WebSocket groups only"))
@@ -857,58 +1059,6 @@ fn validate_group(
             return Err(ctx.error(span, &f(field), "applies to SSE groups only"));
         }
     }
-    let send = match &r.send_rate {
-        None => {
-            if let Some(p) = &r.send_path {
-                return Err(ctx.error(p.span(), &f("send_path"), "needs send_rate"));
-            }
-            None
-        }
-        Some(rate) => {
-            let path = r
-                .send_path
-                .as_ref()
-                .map(|p| ctx.path_with(p, &f("send_path"), &["id"]))
-                .transpose()?;
-            if protocol == Protocol::Sse && path.is_none() {
-                return Err(ctx.error(
-                    rate.span(),
-                    &f("send_rate"),
-                    "an SSE group sends by POST: give send_path too (e.g. \"/sse/chat/{id}\")",
-                ));
-            }
-            Some(SendSpec {
-                rate: ctx.rate(rate, &f("send_rate"))?,
-                payload_bytes: ctx.payload(r.payload_bytes.as_ref(), &f("payload_bytes"))?,
-                template: ctx.template(r.message.as_ref(), &f("message"))?,
-                path,
-                id_event: r
-                    .id_event
-                    .as_ref()
-                    .map_or_else(|| "user".to_owned(), |e| e.get_ref().clone()),
-            })
-        }
-    };
-    let latency = match r.latency.as_ref().map(|l| l.get_ref().as_str()) {
-        None | Some("delivery") => Latency::Delivery,
-        Some("rtt") if protocol == Protocol::Ws && send.is_some() => Latency::Rtt,
-        Some("rtt") => {
-            let span = r.latency.as_ref().map_or(0..0, Spanned::span);
-            return Err(ctx.error(
-                span,
-                &f("latency"),
-                "\"rtt\" needs a WebSocket group with send_rate",
-            ));
-        }
-        Some(other) => {
-            let span = r.latency.as_ref().map_or(0..0, Spanned::span);
-            return Err(ctx.error(
-                span,
-                &f("latency"),
-                format!("must be \"delivery\" or \"rtt\", got {other:?}"),
-            ));
-        }
-    };
     let stamp = match &r.stamp {
         None => StampSpec {
             fields: StampFields::default(),
@@ -982,6 +1132,58 @@ fn validate_group(
             }
         }
     };
+    let send = match &r.send_rate {
+        None => {
+            if let Some(p) = &r.send_path {
+                return Err(ctx.error(p.span(), &f("send_path"), "needs send_rate"));
+            }
+            None
+        }
+        Some(rate) => {
+            let path = r
+                .send_path
+                .as_ref()
+                .map(|p| ctx.path_with(p, &f("send_path"), &["id"]))
+                .transpose()?;
+            if protocol == Protocol::Sse && path.is_none() {
+                return Err(ctx.error(
+                    rate.span(),
+                    &f("send_rate"),
+                    "an SSE group sends by POST: give send_path too (e.g. \"/sse/chat/{id}\")",
+                ));
+            }
+            Some(SendSpec {
+                rate: ctx.rate(rate, &f("send_rate"))?,
+                payload_bytes: ctx.payload(r.payload_bytes.as_ref(), &f("payload_bytes"))?,
+                template: ctx.message(r.message.as_ref(), &stamp.pointer, &f("message"))?,
+                path,
+                id_event: r
+                    .id_event
+                    .as_ref()
+                    .map_or_else(|| "user".to_owned(), |e| e.get_ref().clone()),
+            })
+        }
+    };
+    let latency = match r.latency.as_ref().map(|l| l.get_ref().as_str()) {
+        None | Some("delivery") => Latency::Delivery,
+        Some("rtt") if protocol == Protocol::Ws && send.is_some() => Latency::Rtt,
+        Some("rtt") => {
+            let span = r.latency.as_ref().map_or(0..0, Spanned::span);
+            return Err(ctx.error(
+                span,
+                &f("latency"),
+                "\"rtt\" needs a WebSocket group with send_rate",
+            ));
+        }
+        Some(other) => {
+            let span = r.latency.as_ref().map_or(0..0, Spanned::span);
+            return Err(ctx.error(
+                span,
+                &f("latency"),
+                format!("must be \"delivery\" or \"rtt\", got {other:?}"),
+            ));
+        }
+    };
     let expect = match r.expect.as_ref().map(|e| e.get_ref().as_str()) {
         None if stamp.kind == StampKind::None => Expect::Nothing,
         None if latency == Latency::Rtt => Expect::Echo,
@@ -1051,6 +1253,9 @@ fn validate_group(
         targets: group_targets(ctx, r, &f)?,
         http,
         streams_per_connection,
+        frame: frame_spec(ctx, r.frame.as_ref(), &f("frame"))?,
+        replies,
+        keepalive,
     })
 }
 

@@ -76,6 +76,25 @@ pub(super) struct RawClients {
     pub(super) targets: Option<Spanned<Vec<String>>>,
     pub(super) http: Option<Spanned<String>>,
     pub(super) streams_per_connection: Option<Spanned<i64>>,
+    pub(super) frame: Option<Spanned<RawFrame>>,
+    pub(super) replies: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+    pub(super) keepalive: Option<Spanned<RawKeepalive>>,
+}
+
+/// `frame = { prefix = "42", type_pointer = "/0" }`: how messages are framed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFrame {
+    pub(super) prefix: Option<String>,
+    pub(super) type_pointer: Option<String>,
+}
+
+/// `keepalive = { every = "30s", message = '..' }`: a raw text sent periodically.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKeepalive {
+    pub(super) every: Spanned<String>,
+    pub(super) message: Spanned<String>,
 }
 
 /// `stamp = "none"` or `stamp = { … }`.
@@ -136,4 +155,5 @@ pub(super) struct RawPublisher {
     pub(super) on_connect: Vec<Spanned<String>>,
     pub(super) headers: Option<Spanned<std::collections::BTreeMap<String, String>>>,
     pub(super) target: Option<Spanned<String>>,
+    pub(super) frame: Option<Spanned<RawFrame>>,
 }

@@ -307,3 +307,139 @@ fn a_stamp_table_keeps_the_lines_of_its_fields_in_errors() {
         "must be \"ms\"",
     );
 }
+
+/// Like [`bad`], without pinning the line.
+fn bad_field(from: &str, to: &str, field: &str, words: &str) {
+    let text = GOOD.replacen(from, to, 1);
+    assert_ne!(text, GOOD, "replacement of {from:?} did not apply");
+    match parse_str(&text) {
+        Err(ScenarioError::Invalid {
+            field: f, message, ..
+        }) => {
+            assert_eq!(f, field, "{to:?}: {message}");
+            assert!(message.contains(words), "{to:?}: {message}");
+        }
+        other => panic!("{to:?}: expected an error, got {other:?}"),
+    }
+}
+
+const SSE_LINE: &str = "expect = \"publisher:pub\"";
+const WS_LINE: &str = "latency = \"rtt\"";
+
+#[test]
+fn transport_settings_are_checked_per_protocol() {
+    let ws = |extra: &str| format!("{WS_LINE}\n{extra}");
+    let sse = |extra: &str| format!("{SSE_LINE}\n{extra}");
+    bad_field(
+        WS_LINE,
+        &ws("http = \"2\""),
+        "clients[1].http",
+        "HTTP/1.1 upgrades",
+    );
+    bad_field(
+        SSE_LINE,
+        &sse("http = \"3\""),
+        "clients[0].http",
+        "\"1.1\", \"2\" or \"auto\"",
+    );
+    bad_field(
+        SSE_LINE,
+        &sse("streams_per_connection = 5"),
+        "clients[0].streams_per_connection",
+        "http = \"2\"",
+    );
+    bad_field(
+        SSE_LINE,
+        &sse("http = \"2\"\nstreams_per_connection = 0"),
+        "clients[0].streams_per_connection",
+        "",
+    );
+    bad_field(
+        SSE_LINE,
+        &sse("target = \"http://a\"\ntargets = [\"http://b\"]"),
+        "clients[0].targets",
+        "not both",
+    );
+    bad_field(
+        SSE_LINE,
+        &sse("targets = [\"http://a:1\", \"http://a:1\"]"),
+        "clients[0].targets",
+        "listed twice",
+    );
+    bad_field(
+        SSE_LINE,
+        &sse("target = \"https://\""),
+        "clients[0].target",
+        "missing",
+    );
+    bad_field(
+        SSE_LINE,
+        &sse("replies = { \"2\" = \"3\" }"),
+        "clients[0].replies",
+        "WebSocket groups only",
+    );
+    bad_field(
+        WS_LINE,
+        &ws("keepalive = { every = \"1ms\", message = \"x\" }"),
+        "clients[1].keepalive.every",
+        "at least 10ms",
+    );
+    bad_field(
+        WS_LINE,
+        &ws("frame = { type_pointer = \"type\" }"),
+        "clients[1].frame.type_pointer",
+        "JSON pointer",
+    );
+    bad_field(
+        WS_LINE,
+        &ws("stamp = { pointer = \"/1\" }"),
+        "clients[1].message",
+        "object there",
+    );
+    bad_field(
+        WS_LINE,
+        &ws("stamp = { pointer = \"/1\" }\nmessage = '[\"x\", 3]'"),
+        "clients[1].message",
+        "no JSON object at stamp.pointer",
+    );
+    bad_field(
+        WS_LINE,
+        &ws("message = '[1, 2]'"),
+        "clients[1].message",
+        "set stamp.pointer",
+    );
+}
+
+#[test]
+fn foreign_formats_targets_and_http2_parse_into_the_plan() {
+    let text = GOOD
+        .replacen(
+            WS_LINE,
+            &format!(
+                "{WS_LINE}\nframe = {{ prefix = \"42\", type_pointer = \"/0\" }}\nstamp = {{ pointer = \"/1\" }}\nmessage = '[\"echo\", {{}}]'\nreplies = {{ \"2\" = \"3\" }}\nkeepalive = {{ every = \"25s\", message = \"2probe\" }}\ntargets = [\"https://a.example:8443\", \"http://[::1]:9\"]"
+            ),
+            1,
+        )
+        .replacen(SSE_LINE, &format!("{SSE_LINE}\nhttp = \"auto\""), 1);
+    let s = parse_str(&text).expect("valid");
+    let ws = &s.clients[1];
+    assert_eq!(ws.frame.prefix, "42");
+    assert_eq!(ws.frame.type_pointer, "/0");
+    assert_eq!(ws.replies, [("2".to_owned(), "3".to_owned())]);
+    assert_eq!(
+        ws.keepalive,
+        Some(Keepalive {
+            every: Duration::from_secs(25),
+            message: "2probe".into()
+        })
+    );
+    assert_eq!(
+        ws.send.as_ref().map(|s| s.template.clone()),
+        Some(serde_json::json!(["echo", {}]))
+    );
+    assert_eq!(ws.targets.len(), 2);
+    assert!(ws.targets[0].secure && ws.targets[1].host == "::1");
+    assert_eq!(s.clients[0].http, HttpVersion::Auto);
+    assert_eq!(s.clients[0].streams_per_connection, 100);
+    assert_eq!(s.plan_key()["groups"][0]["http"]["version"], "auto");
+}

@@ -1,6 +1,6 @@
 //! Pass/fail rules: `"delivery.p99 < 50ms"`, `"connect.max <= 1s"`, `"gaps == 0"`.
 //!
-//! Left side: a latency statistic `<metric>.<stat>` (metrics `connect`, `first_event`,
+//! Left side: a latency statistic `<metric>.<stat>` (metrics `connect`, `tls`, `first_event`,
 //! `delivery`, `ws_rtt`, `reconnect`, `send_lag`, `interarrival`; stats `min`, `mean`, `p50`, `p90`, `p95`, `p99`,
 //! `p99.9`, `max`) compared with a duration, or a counter (see [`COUNTERS`]) compared with a
 //! number. Operators: `<`, `<=`, `>`, `>=`, `==`, `!=`.
@@ -8,8 +8,9 @@
 use super::units::parse_duration;
 
 /// Latency metrics a threshold may name.
-pub const LATENCY_METRICS: [&str; 7] = [
+pub const LATENCY_METRICS: [&str; 8] = [
     "connect",
+    "tls",
     "first_event",
     "delivery",
     "ws_rtt",
@@ -20,7 +21,7 @@ pub const LATENCY_METRICS: [&str; 7] = [
 /// Statistics of a latency metric.
 pub const STATS: [&str; 8] = ["min", "mean", "p50", "p90", "p95", "p99", "p99.9", "max"];
 /// Counters a threshold may name.
-pub const COUNTERS: [&str; 14] = [
+pub const COUNTERS: [&str; 16] = [
     "errors",
     "gaps",
     "duplicates",
@@ -32,6 +33,8 @@ pub const COUNTERS: [&str; 14] = [
     "connections_attempted",
     "connections_established",
     "connections_failed",
+    "failed_tls",
+    "h2_connections",
     "messages_expected",
     "messages_received",
     "messages_sent",

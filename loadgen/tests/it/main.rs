@@ -3,8 +3,10 @@
 
 mod cli;
 mod correctness;
+mod foreign;
 mod headers;
 mod report;
 mod scenarios;
 mod support;
+mod targets;
 mod tls;

@@ -34,10 +34,9 @@ fn every_scenario_file_is_shipped_and_valid() {
     let mut on_disk: Vec<String> = std::fs::read_dir(support::scenarios_dir())
         .expect("scenarios/")
         .filter_map(|e| {
-            e.ok()?
-                .path()
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
+            let path = e.ok()?.path();
+            (path.extension()? == "toml")
+                .then(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))?
         })
         .collect();
     on_disk.sort();
@@ -184,4 +183,39 @@ small_runs! {
     pubsub_runs_small => "pubsub",
     mixed_runs_small => "mixed",
     soak_10k_runs_small => "soak-10k",
+}
+
+/// The "Testing your own server" examples: each validates (with the variables it needs set)
+/// and appears verbatim in the README. They name hosts that are not ours: never run here.
+#[test]
+fn examples_for_your_own_server_validate_and_are_the_readme_s() {
+    let dir = support::scenarios_dir().join("examples");
+    let readme =
+        std::fs::read_to_string(support::scenarios_dir().join("../README.md")).expect("README.md");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("scenarios/examples") {
+        let path = entry.expect("entry").path();
+        let out = std::process::Command::new(support::loadgen_exe())
+            .arg("validate")
+            .arg(&path)
+            .env("STAGING_TOKEN", "t")
+            .env("CHAT_TOKEN", "t")
+            .env("CHAT_SESSION", "s")
+            .output()
+            .expect("loadgen validate");
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(&path).expect("example");
+        assert!(
+            readme.contains(text.trim()),
+            "README.md does not show {} verbatim",
+            path.display()
+        );
+        names.push(path.file_name().map(|n| n.to_string_lossy().into_owned()));
+    }
+    assert_eq!(names.len(), 4, "{names:?}");
 }

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -22,7 +22,7 @@ use crate::live::raw_samples::{RawBudget, RawSample};
 use crate::live::stats::{Metric, Shard};
 use crate::live::tracker::SeqTracker;
 use crate::live::transport::{Connector, Endpoints};
-use crate::scenario::{ClientGroup, Expect, Latency, StampSpec};
+use crate::scenario::{ClientGroup, Expect, FrameSpec, Latency, StampSpec};
 use schedule::Slot;
 use timer::PreciseTimer;
 
@@ -437,26 +437,70 @@ pub(crate) struct GroupRun {
     pub(crate) h2: h2pool::H2Pool,
 }
 
-/// Builds the JSON text of a stamped message: template fields, `seq`, `ts` and, when
-/// `payload_bytes` asks for more, a `pad` field of `x`s.
+/// Where and how a sent message carries its stamp: the field names and unit, the JSON
+/// pointer of the object that holds them, and the frame prefix before the JSON.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outgoing<'a> {
+    pub(crate) fields: &'a wire::StampFields,
+    pub(crate) pointer: &'a str,
+    pub(crate) prefix: &'a str,
+}
+
+impl<'a> Outgoing<'a> {
+    /// As a group reads its own messages back (echo, peers): its stamp and frame.
+    pub(crate) fn of(stamp: &'a StampSpec, frame: &'a FrameSpec) -> Self {
+        Self {
+            fields: &stamp.fields,
+            pointer: &stamp.pointer,
+            prefix: &frame.prefix,
+        }
+    }
+}
+
+/// Builds the text of a stamped message: the template with `seq` and `ts` (µs, converted to
+/// the stamp's unit) added to the object at the pointer and, when `payload_bytes` asks for
+/// more, a `pad` field of `x`s there; the frame prefix before it.
 pub(crate) fn stamped_message(
-    template: &Map<String, Value>,
+    template: &Value,
+    out: Outgoing<'_>,
     seq: u64,
-    ts: u64,
+    ts_us: u64,
     payload_bytes: usize,
 ) -> String {
-    let mut map = template.clone();
-    map.insert("seq".to_owned(), Value::from(seq));
-    map.insert("ts".to_owned(), Value::from(ts));
-    let text = Value::Object(map.clone()).to_string();
-    if text.len() + 9 >= payload_bytes {
-        return text;
+    let ts = match out.fields.unit {
+        wire::TimeUnit::Us => ts_us,
+        wire::TimeUnit::Ms => ts_us / 1000,
+        wire::TimeUnit::Ns => ts_us.saturating_mul(1000),
+    };
+    let mut value = template.clone();
+    let holder = if out.pointer.is_empty() {
+        Some(&mut value)
+    } else {
+        value.pointer_mut(out.pointer)
+    };
+    // Validated when the scenario was loaded: an object is there.
+    let Some(Value::Object(map)) = holder else {
+        return format!("{}{value}", out.prefix);
+    };
+    map.insert(out.fields.seq.clone(), Value::from(seq));
+    map.insert(out.fields.ts.clone(), Value::from(ts));
+    let text = value.to_string();
+    let len = out.prefix.len() + text.len();
+    if len + 9 >= payload_bytes {
+        return format!("{}{text}", out.prefix);
     }
-    map.insert(
-        "pad".to_owned(),
-        Value::from("x".repeat(payload_bytes - text.len() - 9)),
-    );
-    Value::Object(map).to_string()
+    let holder = if out.pointer.is_empty() {
+        Some(&mut value)
+    } else {
+        value.pointer_mut(out.pointer)
+    };
+    if let Some(Value::Object(map)) = holder {
+        map.insert(
+            "pad".to_owned(),
+            Value::from("x".repeat(payload_bytes - len - 9)),
+        );
+    }
+    format!("{}{value}", out.prefix)
 }
 
 /// Reads the stamp of a parsed JSON message at `spec.pointer`; `None` when it has none.
@@ -513,13 +557,56 @@ mod tests {
 
     #[test]
     fn stamped_messages_are_padded_to_size() {
-        let mut template = Map::new();
-        template.insert("type".into(), Value::from("chat"));
-        let small = stamped_message(&template, 1, 2, 0);
+        let template = serde_json::json!({"type": "chat"});
+        let fields = wire::StampFields::default();
+        let plain = Outgoing {
+            fields: &fields,
+            pointer: "",
+            prefix: "",
+        };
+        let small = stamped_message(&template, plain, 1, 2, 0);
         assert_eq!(small, r#"{"seq":1,"ts":2,"type":"chat"}"#);
-        let big = stamped_message(&template, 1, 2, 200);
+        let big = stamped_message(&template, plain, 1, 2, 200);
         assert!(big.len() >= 200 && big.len() < 210, "{}", big.len());
         assert_eq!(wire::Stamp::decode(&big), Ok(wire::Stamp { seq: 1, ts: 2 }));
+    }
+
+    #[test]
+    fn foreign_frames_carry_the_stamp_at_the_pointer_after_the_prefix() {
+        let fields = wire::StampFields {
+            seq: "n".into(),
+            ts: "t".into(),
+            unit: wire::TimeUnit::Ms,
+        };
+        let socket_io = Outgoing {
+            fields: &fields,
+            pointer: "/1",
+            prefix: "42",
+        };
+        let template = serde_json::json!(["echo", {"room": "r1"}]);
+        let text = stamped_message(&template, socket_io, 7, 5_000_000, 0);
+        assert_eq!(text, r#"42["echo",{"n":7,"room":"r1","t":5000}]"#);
+        let padded = stamped_message(&template, socket_io, 7, 5_000_000, 100);
+        assert!(padded.starts_with("42[") && padded.len() >= 100, "{padded}");
+        let spec = StampSpec {
+            fields: fields.clone(),
+            pointer: "/1".into(),
+            kind: crate::scenario::StampKind::Json,
+        };
+        let frame = FrameSpec {
+            prefix: "42".into(),
+            type_pointer: "/0".into(),
+        };
+        let json = frame.payload(&padded).expect("prefixed");
+        let stamp = stamp_of_text(json, &spec).and_then(Result::ok);
+        assert_eq!(
+            stamp,
+            Some(wire::Stamp {
+                seq: 7,
+                ts: 5_000_000
+            })
+        );
+        assert_eq!(frame.payload("2"), None, "a control frame has no prefix");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::Message;
 use super::post::Poster;
 use super::request::Rendered;
 use super::schedule::Schedule;
-use super::{Ctx, stamped_message, stopped};
+use super::{Ctx, Outgoing, stamped_message, stopped};
 use crate::live::stats::Shard;
 use crate::scenario::template::Vars;
 use crate::scenario::{PublishVia, Publisher};
@@ -47,13 +47,19 @@ pub(crate) async fn run(ctx: Ctx, spec: Publisher, index: usize, shard: Shard) {
         },
     };
     let mut poster = Poster::from(&rendered);
+    let fields = wire::StampFields::default();
     let mut schedule = Schedule::at_rate(&ctx.timer, spec.rate, 0.0);
     let stop = stopped(&mut stop);
     tokio::pin!(stop);
     while let Some(slot) = schedule.next_until(stop.as_mut()).await {
         // Stamped with the intended slot, not the moment this task got to run.
         let ts = ctx.clock.unix_us(slot.at);
-        let text = stamped_message(&rendered.template, slot.seq, ts, spec.payload_bytes);
+        let out = Outgoing {
+            fields: &fields,
+            pointer: "",
+            prefix: &spec.frame.prefix,
+        };
+        let text = stamped_message(&rendered.template, out, slot.seq, ts, spec.payload_bytes);
         ctx.record_send(&shard, slot);
         let ok = match &mut ws {
             Some(socket) => socket.send(Message::text(text)).await.is_ok(),

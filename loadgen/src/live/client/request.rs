@@ -22,8 +22,8 @@ pub(crate) struct Rendered {
     pub(crate) headers: HeaderMap,
     /// WS: texts sent right after connecting.
     pub(crate) on_connect: Vec<String>,
-    /// JSON fields of every message sent (the stamp is added per message).
-    pub(crate) template: Map<String, Value>,
+    /// The message sent (the stamp is added per message).
+    pub(crate) template: Value,
     /// SSE groups: where to POST (`{id}` is filled in once the stream names the user).
     pub(crate) send_path: Option<String>,
     /// The address its TCP connections are bound to (`source_addrs`), if any.
@@ -43,7 +43,10 @@ impl Rendered {
             path: template::render(&group.path, vars).into_owned(),
             headers: headers(ctx, &group.headers, vars),
             on_connect: render_all(&group.on_connect, vars),
-            template: send.map_or_else(Map::new, |s| render_map(&s.template, vars)),
+            template: send.map_or_else(
+                || Value::Object(Map::new()),
+                |s| render_value(&s.template, vars),
+            ),
             send_path: send
                 .and_then(|s| s.path.as_deref())
                 .map(|p| template::render(p, vars).into_owned()),
@@ -61,7 +64,7 @@ impl Rendered {
             path: template::render(&p.path, vars).into_owned(),
             headers: headers(ctx, &p.headers, vars),
             on_connect: render_all(&p.on_connect, vars),
-            template: render_map(&p.template, vars),
+            template: Value::Object(render_map(&p.template, vars)),
             send_path: None,
             source: ctx.source_for(vars.conn),
             endpoint,

@@ -21,8 +21,8 @@ use super::post::Poster;
 use super::request::Rendered;
 use super::schedule::Schedule;
 use super::{
-    ConnectError, Ctx, GroupRun, Stop, elapsed_us, fastrand_fraction, missed_of, stamp_of_text,
-    stamped_message, stopped,
+    ConnectError, Ctx, GroupRun, Outgoing, Stop, elapsed_us, fastrand_fraction, missed_of,
+    stamp_of_text, stamped_message, stopped,
 };
 use crate::live::stats::Shard;
 use crate::live::transport::{Alpn, Stream};
@@ -394,6 +394,10 @@ impl Conn {
         if !spec.events.iter().any(|e| e == event_type) {
             return;
         }
+        // Data without the frame prefix is a control message, not counted.
+        let Some(data) = spec.frame.payload(data) else {
+            return;
+        };
         let bytes = data.len() as u64;
         match spec.stamp.kind {
             StampKind::Json => {}
@@ -477,7 +481,8 @@ async fn post_at_rate(
     while let Some(slot) = schedule.next_until(stopped_either.as_mut()).await {
         let seq = posted.fetch_add(1, Ordering::AcqRel) + 1;
         let ts = ctx.clock.unix_us(slot.at);
-        let text = stamped_message(&rendered.template, seq, ts, spec.payload_bytes);
+        let out = Outgoing::of(&group.spec.stamp, &group.spec.frame);
+        let text = stamped_message(&rendered.template, out, seq, ts, spec.payload_bytes);
         ctx.group_sent[group.index].fetch_add(1, Ordering::Relaxed);
         ctx.record_send(&shard, slot);
         let ok = matches!(

@@ -16,7 +16,7 @@ use tokio_tungstenite::{WebSocketStream, client_async_with_config};
 use super::request::Rendered;
 use super::schedule::{Schedule, Slot};
 use super::{
-    ConnectError, Ctx, GroupRun, elapsed_us, fastrand_fraction, missed_of, read_stamp,
+    ConnectError, Ctx, GroupRun, Outgoing, elapsed_us, fastrand_fraction, missed_of, read_stamp,
     stamped_message, stopped,
 };
 use crate::live::stats::Shard;
@@ -88,6 +88,8 @@ struct Conn {
     track: super::Track,
     /// Path, headers, on_connect and message template with placeholders replaced.
     rendered: Rendered,
+    /// Its placeholder values (replies and keep-alives are rendered with them).
+    vars: Vars,
 }
 
 /// Runs WebSocket connection `vars.conn` from `start_at` until the run stops.
@@ -107,6 +109,7 @@ pub(crate) async fn run(
         shard,
         track: super::Track::new(vars.conn),
         rendered,
+        vars,
     };
     let mut stop = conn.ctx.stop.clone();
     loop {
@@ -175,6 +178,14 @@ impl Conn {
         let churn = sleep_until(self.group.spec.churn.map_or(far, |c| Instant::now() + c));
         tokio::pin!(hold, churn);
         let rate = self.group.spec.send.as_ref().map(|s| s.rate);
+        let mut keepalive = self.group.spec.keepalive.as_ref().map(|k| {
+            let mut every = tokio::time::interval_at(Instant::now() + k.every, k.every);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            (
+                every,
+                crate::scenario::template::render(&k.message, &self.vars).into_owned(),
+            )
+        });
         let mut start_sending = self.ctx.start_sending.clone();
         let mut stop_sending = self.ctx.stop_sending.clone();
         let mut schedule: Option<Schedule> = None;
@@ -184,7 +195,15 @@ impl Conn {
                 () = &mut churn => return Ended::Churn,
                 msg = socket.next() => match msg {
                     None | Some(Err(_)) => return Ended::Dropped,
-                    Some(Ok(Message::Text(text))) => self.on_text(text.as_str()),
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(answer) = self.reply_to(text.as_str()) {
+                            if socket.send(Message::text(answer)).await.is_err() {
+                                return Ended::Dropped;
+                            }
+                        } else {
+                            self.on_text(text.as_str());
+                        }
+                    }
                     Some(Ok(Message::Binary(bytes))) => {
                         if let Ok(text) = std::str::from_utf8(&bytes) {
                             self.on_text(text);
@@ -192,6 +211,13 @@ impl Conn {
                     }
                     Some(Ok(Message::Close(_))) => return Ended::Dropped,
                     Some(Ok(_)) => {}
+                },
+                _ = tick(&mut keepalive) => {
+                    if let Some((_, text)) = &keepalive
+                        && socket.send(Message::text(text.clone())).await.is_err()
+                    {
+                        return Ended::Dropped;
+                    }
                 },
                 () = stopped(&mut start_sending), if rate.is_some() && schedule.is_none() && !*self.ctx.stop_sending.borrow() => {
                     // Spread the connections' slots over the period (by connection index).
@@ -217,7 +243,8 @@ impl Conn {
         self.track.sent += 1;
         let seq = self.track.sent;
         let ts = self.ctx.clock.unix_us(slot.at);
-        let text = stamped_message(&self.rendered.template, seq, ts, spec.payload_bytes);
+        let out = Outgoing::of(&self.group.spec.stamp, &self.group.spec.frame);
+        let text = stamped_message(&self.rendered.template, out, seq, ts, spec.payload_bytes);
         self.ctx.group_sent[self.group.index].fetch_add(1, Ordering::Relaxed);
         self.ctx.record_send(&self.shard, slot);
         let ok = socket.send(Message::text(text)).await.is_ok();
@@ -230,8 +257,22 @@ impl Conn {
         ok
     }
 
+    /// The verbatim answer to a heartbeat frame (`replies`), rendered for this connection.
+    fn reply_to(&self, text: &str) -> Option<String> {
+        self.group
+            .spec
+            .replies
+            .iter()
+            .find(|(when, _)| when == text)
+            .map(|(_, answer)| crate::scenario::template::render(answer, &self.vars).into_owned())
+    }
+
     fn on_text(&mut self, text: &str) {
         let spec = &self.group.spec;
+        // Control frames (no data prefix: Engine.IO's open, pings, acks) are not messages.
+        let Some(text) = spec.frame.payload(text) else {
+            return;
+        };
         if spec.stamp.kind == StampKind::None {
             match self.unstamped_kind(text) {
                 Unstamped::Notice => {} // a `lagged` notice: counted below as server drops
@@ -250,8 +291,10 @@ impl Conn {
             self.shard.count(|c| c.parse_errors += 1);
             return;
         };
-        let kind = value.get("type").and_then(Value::as_str);
-        if kind == Some("lagged") {
+        let kind = value
+            .pointer(&spec.frame.type_pointer)
+            .and_then(Value::as_str);
+        if value.get("type").and_then(Value::as_str) == Some("lagged") {
             let missed = missed_of(&value);
             self.shard.count(|c| c.server_drops += missed);
             return;
@@ -276,10 +319,18 @@ impl Conn {
     /// What a message of an unstamped socket is (any text counts unless `types` filters it).
     fn unstamped_kind(&self, text: &str) -> Unstamped {
         let types = &self.group.spec.types;
-        let kind = serde_json::from_str::<Value>(text)
-            .ok()
-            .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_owned));
-        if kind.as_deref() == Some("lagged") {
+        let value = serde_json::from_str::<Value>(text).ok();
+        let kind = value.as_ref().and_then(|v| {
+            v.pointer(&self.group.spec.frame.type_pointer)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+        let notice = value
+            .as_ref()
+            .and_then(|v| v.get("type"))
+            .and_then(Value::as_str)
+            == Some("lagged");
+        if notice {
             Unstamped::Notice
         } else if !types.is_empty() && !kind.is_some_and(|k| types.contains(&k)) {
             Unstamped::Filtered
@@ -290,6 +341,16 @@ impl Conn {
 
     fn finish(&mut self) {
         self.track.settle(&self.ctx, &self.group, &self.shard);
+    }
+}
+
+/// The next keep-alive tick; never completes without a keep-alive.
+async fn tick(keepalive: &mut Option<(tokio::time::Interval, String)>) {
+    match keepalive {
+        Some((every, _)) => {
+            every.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -85,6 +85,41 @@ pub(crate) async fn resolve(
     })
 }
 
+/// Keeps the addresses of `endpoint` that accept a TCP connection (checked once, in
+/// parallel), so a name that resolves to both `::1` and `127.0.0.1` does not send half the
+/// load to an address nothing listens on; the dropped ones are logged. When none accepts,
+/// all are kept: the connections' own failures then say why.
+pub(crate) async fn keep_reachable(mut endpoint: Endpoint) -> Endpoint {
+    if endpoint.addrs.len() < 2 {
+        return endpoint;
+    }
+    let checks = endpoint.addrs.iter().map(|&a| async move {
+        let ok = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            tokio::net::TcpStream::connect(a),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        (a, ok)
+    });
+    let results = futures_util::future::join_all(checks).await;
+    let reachable: Vec<SocketAddr> = results.iter().filter(|r| r.1).map(|r| r.0).collect();
+    if !reachable.is_empty() && reachable.len() < endpoint.addrs.len() {
+        let dropped: Vec<String> = results
+            .iter()
+            .filter(|r| !r.1)
+            .map(|r| r.0.to_string())
+            .collect();
+        tracing::warn!(
+            host = %endpoint.url.host,
+            "not using {} (no TCP connection); using {reachable:?}",
+            dropped.join(", ")
+        );
+        endpoint.addrs = reachable;
+    }
+    endpoint
+}
+
 /// Every endpoint of a run: the run's target, each group's and each publisher's.
 #[derive(Debug)]
 pub(crate) struct Endpoints {
@@ -109,7 +144,7 @@ impl Endpoints {
             if let Some(e) = known.get(url) {
                 return Ok(Arc::clone(e));
             }
-            let e = Arc::new(resolve(url, pins).await?);
+            let e = Arc::new(keep_reachable(resolve(url, pins).await?).await);
             known.insert(url.clone(), Arc::clone(&e));
             Ok(e)
         };
