@@ -161,6 +161,36 @@ async fn a_wrong_ca_fails_every_connection_with_cause_tls_and_rustls_reason() {
 }
 
 #[tokio::test]
+async fn a_certificate_for_another_name_fails_with_cause_tls_naming_the_mismatch() {
+    let dir = support::temp_dir("tls-wrong-name");
+    // Valid for localhost, 127.0.0.1 and ::1 only; the run asks for another name, pinned to
+    // the same server.
+    let pki = certs::generate(&dir, "named", &[]);
+    let server = tls_server(&pki).await;
+    let port = server.local_addr().port();
+    let target = format!("https://not-in-the-cert.loadgen.test:{port}");
+    let pin: ResolvePin = format!("not-in-the-cert.loadgen.test:{port}:127.0.0.1")
+        .parse()
+        .expect("pin");
+    let report = run_tls(
+        ONE_STREAM,
+        &target,
+        trusting(&pki),
+        vec![pin],
+        &dir.join("run"),
+    )
+    .await;
+    assert_eq!(report.exit_code(), 3);
+    assert_eq!(report.counters.failed_tls, 3, "{:?}", report.counters);
+    let errors = report.error_samples.join(" | ");
+    assert!(
+        errors.contains("certificate not valid for name"),
+        "{errors}"
+    );
+    server.shutdown(std::time::Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
 async fn insecure_connects_to_an_untrusted_server_and_says_so_everywhere() {
     let dir = support::temp_dir("tls-insecure");
     let pki = certs::generate(&dir, "self", &[]);
