@@ -100,3 +100,43 @@ async fn localhost_is_resolved_and_the_host_header_carries_the_name() {
         "{hosts:?}"
     );
 }
+
+#[tokio::test]
+async fn a_redirect_is_refused_clearly_with_where_it_pointed() {
+    let handler: support::Handler = std::sync::Arc::new(|_seen, mut stream| {
+        Box::pin(async move {
+            use tokio::io::AsyncWriteExt as _;
+            let _ = stream
+                .write_all(b"HTTP/1.1 307 Temporary Redirect\r\nlocation: https://elsewhere.example/events\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+        })
+    });
+    let (addr, seen) = support::fake_server(handler).await;
+    let dir = support::temp_dir("redirect");
+    let options = support::options(
+        support::scenario(
+            "[run]\nduration = \"200ms\"\n\n[[clients]]\nprotocol = \"sse\"\npath = \"/old\"\ncount = 2\n",
+        ),
+        Some(addr),
+        &dir,
+    );
+    let report = loadgen::run(options).await.expect("run");
+    assert_eq!(report.exit_code(), 3);
+    assert_eq!(report.counters.failed_status, 2);
+    // EventSource does not retry after a failed connection: one attempt each.
+    assert_eq!(report.counters.connections_attempted, 2);
+    let errors = report.error_samples.join(" | ");
+    assert!(
+        errors.contains("307")
+            && errors.contains("https://elsewhere.example/events")
+            && errors.contains("not followed"),
+        "{errors}"
+    );
+    let gets = seen
+        .lock()
+        .expect("log")
+        .iter()
+        .filter(|r| r.path == "/old")
+        .count();
+    assert_eq!(gets, 2);
+}

@@ -1,6 +1,7 @@
 //! The load: SSE and WebSocket connections and publishers, all sharing one [`RunCtx`].
 
 pub(crate) mod h2pool;
+pub(crate) mod lean;
 pub(crate) mod post;
 pub(crate) mod publisher;
 pub(crate) mod request;

@@ -8,8 +8,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -17,6 +15,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 use wire::sse::{EventRef, Parser};
 
 use super::h2pool::{self, Pooled};
+use super::lean::{self, EventStream, Read};
 use super::post::Poster;
 use super::request::Rendered;
 use super::schedule::Schedule;
@@ -25,7 +24,7 @@ use super::{
     stamp_of_text, stamped_message, stopped,
 };
 use crate::live::stats::Shard;
-use crate::live::transport::{Alpn, Stream};
+use crate::live::transport::Alpn;
 use crate::scenario::template::Vars;
 use crate::scenario::{HttpVersion, StampKind};
 
@@ -45,35 +44,11 @@ enum Ended {
     NoContent,
 }
 
-/// An HTTP/1.1 client connection of one stream.
-type H1Connection = http1::Connection<TokioIo<Stream>, Empty<Bytes>>;
-
-/// The HTTP/1.1 connection future that moves the bytes, polled next to the response body;
-/// none for a stream on a shared HTTP/2 connection (a task of its own drives that).
-struct Driver {
-    conn: Option<std::pin::Pin<Box<H1Connection>>>,
-    /// Nothing (more) to drive.
-    done: bool,
-}
-
-impl Driver {
-    /// For a stream on a shared HTTP/2 connection.
-    fn shared() -> Self {
-        Self {
-            conn: None,
-            done: true,
-        }
-    }
-
-    /// Drives the HTTP/1.1 connection until it ends (never completes without one).
-    async fn drive(&mut self) {
-        match self.conn.as_mut() {
-            Some(conn) => {
-                let _ = conn.await;
-            }
-            None => std::future::pending().await,
-        }
-    }
+/// The body of an open stream: the lean HTTP/1.1 reader on a connection of its own, or a
+/// stream on a shared HTTP/2 connection (a task of its own drives that connection).
+enum Body {
+    Http1(EventStream),
+    H2(Incoming),
 }
 
 /// Per-connection state that survives reconnects.
@@ -164,7 +139,7 @@ impl Conn {
         self.shard.count(|c| c.connections_attempted += 1);
         let opened = self.open().await;
         self.track.mark_attempted(&self.ctx);
-        let (body, driver, tls_us) = match opened {
+        let (body, tls_us) = match opened {
             Ok(opened) => opened,
             Err(ConnectError::Status(204)) => return Ended::NoContent,
             Err(e) => {
@@ -174,7 +149,9 @@ impl Conn {
                 self.shard.count(|c| e.count(c));
                 // EventSource fails for good on a non-200 status or wrong content type.
                 return match e {
-                    ConnectError::Status(_) | ConnectError::ContentType(_) => Ended::NoContent,
+                    ConnectError::Status(_)
+                    | ConnectError::Redirect { .. }
+                    | ConnectError::ContentType(_) => Ended::NoContent,
                     _ => Ended::Dropped,
                 };
             }
@@ -183,7 +160,7 @@ impl Conn {
         self.ctx.record_connect(&self.shard, connect_us, tls_us);
         self.shard.count(|c| c.connections_established += 1);
         self.ctx.open.fetch_add(1, Ordering::Relaxed);
-        let ended = self.read(body, driver, hold_until).await;
+        let ended = self.read(body, hold_until).await;
         self.stop_sender().await;
         self.ctx.open.fetch_sub(1, Ordering::Relaxed);
         if matches!(ended, Ended::Dropped) {
@@ -193,9 +170,9 @@ impl Conn {
     }
 
     /// Opens the stream: on a shared HTTP/2 connection (`http = "2"`, or `"auto"` on https
-    /// when the server offers h2), else on a connection of its own. Returns the body, the
-    /// HTTP/1.1 connection to drive and the TLS handshake time when this stream made one.
-    async fn open(&mut self) -> Result<(Incoming, Driver, Option<u64>), ConnectError> {
+    /// when the server offers h2), else on a connection of its own read by the lean client.
+    /// Returns the body and the TLS handshake time when this stream made one.
+    async fn open(&mut self) -> Result<(Body, Option<u64>), ConnectError> {
         let spec = &self.group.spec;
         let url = &self.rendered.endpoint.url;
         let use_h2 = match spec.http {
@@ -220,7 +197,7 @@ impl Conn {
             if let Pooled::H2(mut sender, tls_us) = pooled {
                 let scheme = if url.secure { "https" } else { "http" };
                 let uri = format!("{scheme}://{}{}", url.host_header(), self.rendered.path);
-                let req = self.request(&uri, false)?;
+                let req = self.request(&uri)?;
                 let response = tokio::time::timeout(super::CONNECT_TIMEOUT, async {
                     sender.ready().await.map_err(|e| classify_hyper(&e))?;
                     sender
@@ -231,7 +208,7 @@ impl Conn {
                 .await
                 .map_err(|_| ConnectError::Timeout)??;
                 let body = event_stream(response)?;
-                return Ok((body, Driver::shared(), tls_us));
+                return Ok((Body::H2(body), tls_us));
             }
         }
         let opened = self
@@ -239,46 +216,28 @@ impl Conn {
             .connector
             .open(url, self.rendered.addr, self.rendered.source, Alpn::Http1)
             .await?;
-        let (mut sender, conn) = http1::Builder::new()
-            .read_buf_exact_size(Some(4096))
-            .handshake(TokioIo::new(opened.stream))
-            .await
-            .map_err(|e| ConnectError::Other(e.to_string()))?;
-        let req = self.request(&self.rendered.path, true)?;
-        let mut driver = Driver {
-            conn: Some(Box::pin(conn)),
-            done: false,
-        };
-        let response = tokio::time::timeout(super::CONNECT_TIMEOUT, async {
-            let send = sender.send_request(req);
-            tokio::pin!(send);
-            loop {
-                tokio::select! {
-                    res = &mut send => break res.map_err(|e| classify_hyper(&e)),
-                    // A server may answer and close at once: the connection can finish before
-                    // the response is handed over, so keep waiting for it.
-                    () = driver.drive(), if !driver.done => driver.done = true,
-                }
-            }
-        })
-        .await
-        .map_err(|_| ConnectError::Timeout)??;
-        Ok((event_stream(response)?, driver, opened.tls_us))
+        let mut request = Vec::with_capacity(256);
+        lean::head::write_get(
+            &mut request,
+            &self.rendered.path,
+            &url.host_header(),
+            self.parser.last_event_id(),
+            &self.rendered.headers,
+        );
+        let (head, stream) =
+            tokio::time::timeout(super::CONNECT_TIMEOUT, lean::open(opened.stream, &request))
+                .await
+                .map_err(|_| ConnectError::Timeout)??;
+        check_head(&head)?;
+        Ok((Body::Http1(stream), opened.tls_us))
     }
 
-    /// The GET request of the stream: `uri` is the path (HTTP/1.1, with a `Host` header) or
-    /// the absolute URI (HTTP/2, whose `:authority` carries the host).
-    fn request(
-        &self,
-        uri: &str,
-        host_header: bool,
-    ) -> Result<hyper::Request<Empty<Bytes>>, ConnectError> {
+    /// The GET request of a stream on an HTTP/2 connection: `uri` is absolute (its
+    /// `:authority` carries the host).
+    fn request(&self, uri: &str) -> Result<hyper::Request<Empty<Bytes>>, ConnectError> {
         let mut req = hyper::Request::get(uri)
             .header("accept", "text/event-stream")
             .header("cache-control", "no-cache");
-        if host_header {
-            req = req.header("host", self.rendered.endpoint.url.host_header());
-        }
         let last_id = self.parser.last_event_id();
         if !last_id.is_empty() {
             req = req.header("last-event-id", last_id);
@@ -290,12 +249,7 @@ impl Conn {
         Ok(req)
     }
 
-    async fn read(
-        &mut self,
-        mut body: Incoming,
-        mut driver: Driver,
-        hold_until: Option<Instant>,
-    ) -> Ended {
+    async fn read(&mut self, mut body: Body, hold_until: Option<Instant>) -> Ended {
         let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
         let hold = sleep_until(hold_until.unwrap_or(far));
         let churn = sleep_until(self.group.spec.churn.map_or(far, |c| Instant::now() + c));
@@ -303,27 +257,27 @@ impl Conn {
         let sends = self.group.spec.send.is_some();
         let mut start_sending = self.ctx.start_sending.clone();
         loop {
-            tokio::select! {
-                () = &mut hold => return Ended::Done,
-                () = &mut churn => return Ended::Churn,
-                frame = body.frame() => match frame {
-                    None => return Ended::Dropped,
-                    Some(Err(e)) => {
-                        tracing::debug!("SSE stream broke: {e}");
-                        return Ended::Dropped;
-                    }
-                    Some(Ok(frame)) => {
-                        if let Ok(data) = frame.into_data()
-                            && !self.feed(&data)
-                        {
+            let may_start = sends
+                && self.sender.is_none()
+                && self.user_id.is_some()
+                && !*self.ctx.stop_sending.borrow();
+            // Events are fed to `self` while the read is pending, so the sender starts after.
+            let start = {
+                let mut feed = |data: &[u8]| self.feed(data);
+                tokio::select! {
+                    () = &mut hold => return Ended::Done,
+                    () = &mut churn => return Ended::Churn,
+                    ok = next_data(&mut body, &mut feed) => {
+                        if !ok {
                             return Ended::Dropped;
                         }
-                    }
-                },
-                () = driver.drive(), if !driver.done => driver.done = true,
-                () = stopped(&mut start_sending), if sends && self.sender.is_none() && self.user_id.is_some() && !*self.ctx.stop_sending.borrow() => {
-                    self.start_sender();
-                },
+                        false
+                    },
+                    () = stopped(&mut start_sending), if may_start => true,
+                }
+            };
+            if start {
+                self.start_sender();
             }
         }
     }
@@ -429,6 +383,46 @@ impl Conn {
     fn finish(&mut self) {
         self.track.sent = self.posted.load(Ordering::Acquire);
         self.track.settle(&self.ctx, &self.group, &self.shard);
+    }
+}
+
+/// Reads the next piece of `body` and hands it to `feed` (which returns `false` for a
+/// broken stream); `false` when the stream ended, broke or `feed` refused it.
+async fn next_data(body: &mut Body, feed: &mut (dyn FnMut(&[u8]) -> bool + Send)) -> bool {
+    match body {
+        Body::Http1(stream) => {
+            let mut ok = true;
+            match stream.read(&mut |data| ok = ok && feed(data)).await {
+                Read::More => ok,
+                Read::End => false,
+                Read::Broken(why) => {
+                    tracing::debug!("SSE stream broke: {why}");
+                    false
+                }
+            }
+        }
+        Body::H2(incoming) => match incoming.frame().await {
+            None => false,
+            Some(Err(e)) => {
+                tracing::debug!("SSE stream broke: {e}");
+                false
+            }
+            Some(Ok(frame)) => frame.into_data().map_or(true, |data| feed(&data)),
+        },
+    }
+}
+
+/// Checks the head of an HTTP/1.1 answer as `EventSource` does: 200 with
+/// `text/event-stream`; 204 stops; a redirect is refused with where it pointed.
+fn check_head(head: &lean::head::Head) -> Result<(), ConnectError> {
+    match head.status {
+        200 if head.content_type.starts_with(wire::sse::CONTENT_TYPE) => Ok(()),
+        200 => Err(ConnectError::ContentType(head.content_type.clone())),
+        status @ 300..=399 => Err(ConnectError::Redirect {
+            status,
+            location: head.location.clone().unwrap_or_default(),
+        }),
+        status => Err(ConnectError::Status(status)),
     }
 }
 

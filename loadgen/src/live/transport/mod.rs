@@ -136,6 +136,11 @@ pub(crate) enum ConnectError {
     Tls(String),
     /// HTTP status other than the expected one.
     Status(u16),
+    /// A 3xx answer: not followed (point the target at the final URL).
+    Redirect {
+        status: u16,
+        location: String,
+    },
     /// 200 without `text/event-stream`.
     ContentType(String),
     Other(String),
@@ -161,7 +166,7 @@ impl ConnectError {
             Self::Timeout => c.failed_timeout += 1,
             Self::Reset => c.failed_reset += 1,
             Self::Tls(_) => c.failed_tls += 1,
-            Self::Status(_) => c.failed_status += 1,
+            Self::Status(_) | Self::Redirect { .. } => c.failed_status += 1,
             Self::ContentType(_) => c.failed_content_type += 1,
             Self::Other(_) => c.failed_other += 1,
         }
@@ -176,6 +181,10 @@ impl std::fmt::Display for ConnectError {
             Self::Reset => f.write_str("connection reset"),
             Self::Tls(reason) => write!(f, "tls: {reason}"),
             Self::Status(s) => write!(f, "HTTP status {s}"),
+            Self::Redirect { status, location } => write!(
+                f,
+                "HTTP status {status}: redirect to {location:?} not followed (point the target and path at the final URL)"
+            ),
             Self::ContentType(t) => write!(f, "content type {t:?} is not text/event-stream"),
             Self::Other(m) => f.write_str(m),
         }
