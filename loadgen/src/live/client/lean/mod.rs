@@ -1,19 +1,27 @@
 //! A lean HTTP/1.1 client for one SSE stream over a [`Stream`] (plain TCP or TLS): the
 //! request written once, the response head parsed with httparse, the body de-chunked in place,
-//! all on one reusable read buffer of [`READ_BUF`] bytes per stream, no per-event allocation.
-//! It replaces a hyper client connection per stream (its dispatcher, channels and buffers).
+//! no per-event allocation. It replaces a hyper client connection per stream (its dispatcher,
+//! channels and buffers).
+//!
+//! Memory: an open stream holds no read buffer. Each read polls the socket into a
+//! [`READ_BUF`]-byte array on the stack and hands the decoded body on before the poll
+//! returns, so 10,000 idle streams do not keep 10,000 buffers (the SSE parser keeps only the
+//! bytes of an event that is not complete yet).
 
 pub(crate) mod chunked;
 pub(crate) mod head;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, ReadBuf};
 
 use super::ConnectError;
 use crate::live::transport::Stream;
 use chunked::Chunked;
 use head::{Framing, Head};
 
-/// Read buffer per stream, in bytes (grown only to hold a large response head).
+/// Bytes read per poll (on the stack), and the initial buffer for the response head.
 pub(crate) const READ_BUF: usize = 4096;
 
 /// How the rest of the body is delimited.
@@ -25,14 +33,12 @@ enum Body {
     Close,
 }
 
-/// An open event stream: the connection and what is left of its first read.
+/// An open event stream: the connection and the body bytes that came with the head.
 #[derive(Debug)]
 pub(crate) struct EventStream {
     stream: Stream,
-    buf: Vec<u8>,
-    /// Body bytes already read with the head, at `buf[pending..filled]`.
-    pending: usize,
-    filled: usize,
+    /// Body bytes read together with the head; emptied (and freed) by the first read.
+    leftover: Vec<u8>,
     body: Body,
 }
 
@@ -75,14 +81,8 @@ pub(crate) async fn open(
             return Err(ConnectError::Reset);
         }
     };
-    // Keep only the body bytes that came with the head, at the front of a READ_BUF buffer
-    // (a large head grew it: give that back).
-    buf.drain(..len);
-    let filled = buf.len();
-    if filled <= READ_BUF {
-        buf.shrink_to(READ_BUF);
-    }
-    buf.resize(filled.max(READ_BUF), 0);
+    // Keep only the body bytes that came with the head.
+    let leftover = buf.split_off(len);
     let body = match head.framing {
         Framing::Chunked => Body::Chunked(Chunked::default()),
         Framing::Length(n) => Body::Length(n),
@@ -92,60 +92,60 @@ pub(crate) async fn open(
         head,
         EventStream {
             stream,
-            buf,
-            pending: 0,
-            filled,
+            leftover,
             body,
         },
     ))
 }
 
 impl EventStream {
-    /// Hands the body bytes of the next read (or of the head's read, first) to `out`.
-    /// Cancel-safe: the only await is the socket read, before anything is consumed.
+    /// Hands the body bytes of the next read (the bytes that came with the head, first) to
+    /// `out`. Cancel-safe: a poll either reads and decodes, or reads nothing.
     pub(crate) async fn read(&mut self, out: &mut (dyn FnMut(&[u8]) + Send)) -> Read {
-        if self.pending < self.filled {
-            let (from, to) = (self.pending, self.filled);
-            self.pending = self.filled;
-            return self.decode(from, to, out);
+        if !self.leftover.is_empty() {
+            let bytes = std::mem::take(&mut self.leftover);
+            return decode(&mut self.body, &bytes, out);
         }
         if matches!(self.body, Body::Length(0)) {
             return Read::End;
         }
-        match self.stream.read(&mut self.buf).await {
-            Ok(0) => match self.body {
-                Body::Close => Read::End,
-                _ => Read::Broken("connection closed inside the body".to_owned()),
-            },
-            Ok(n) => {
-                self.filled = n;
-                self.pending = n;
-                self.decode(0, n, out)
+        let (stream, body) = (&mut self.stream, &mut self.body);
+        std::future::poll_fn(|cx| {
+            let mut bytes = [0u8; READ_BUF];
+            let mut buf = ReadBuf::new(&mut bytes);
+            match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(e)) => Poll::Ready(Read::Broken(e.to_string())),
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(match body {
+                    Body::Close => Read::End,
+                    _ => Read::Broken("connection closed inside the body".to_owned()),
+                }),
+                Poll::Ready(Ok(())) => Poll::Ready(decode(body, buf.filled(), out)),
             }
-            Err(e) => Read::Broken(e.to_string()),
-        }
+        })
+        .await
     }
+}
 
-    fn decode(&mut self, from: usize, to: usize, out: &mut (dyn FnMut(&[u8]) + Send)) -> Read {
-        let bytes = &self.buf[from..to];
-        match &mut self.body {
-            Body::Close => {
-                out(bytes);
-                Read::More
-            }
-            Body::Length(left) => {
-                let n = usize::try_from(*left)
-                    .unwrap_or(usize::MAX)
-                    .min(bytes.len());
-                out(&bytes[..n]);
-                *left -= n as u64;
-                if *left == 0 { Read::End } else { Read::More }
-            }
-            Body::Chunked(decoder) => match decoder.feed(bytes, out) {
-                Err(e) => Read::Broken(e.to_string()),
-                Ok(()) if decoder.is_done() => Read::End,
-                Ok(()) => Read::More,
-            },
+/// Decodes `bytes` of `body` and hands the data to `out`.
+fn decode(body: &mut Body, bytes: &[u8], out: &mut (dyn FnMut(&[u8]) + Send)) -> Read {
+    match body {
+        Body::Close => {
+            out(bytes);
+            Read::More
         }
+        Body::Length(left) => {
+            let n = usize::try_from(*left)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
+            out(&bytes[..n]);
+            *left -= n as u64;
+            if *left == 0 { Read::End } else { Read::More }
+        }
+        Body::Chunked(decoder) => match decoder.feed(bytes, out) {
+            Err(e) => Read::Broken(e.to_string()),
+            Ok(()) if decoder.is_done() => Read::End,
+            Ok(()) => Read::More,
+        },
     }
 }
