@@ -307,7 +307,8 @@ fn open_raw_samples(opts: &RunOptions) -> Result<Option<RawWriter>, RunError> {
         })
 }
 
-/// Resolves a remote target and checks it accepts connections, or starts the bundled server.
+/// Resolves a remote target and keeps its addresses that accept TCP (none: unreachable),
+/// or starts the bundled server.
 async fn start_target(
     opts: &RunOptions,
     url: Option<&TargetUrl>,
@@ -317,8 +318,11 @@ async fn start_target(
         let endpoint = transport::resolve::resolve(url, &opts.resolve)
             .await
             .map_err(TargetError::from)?;
-        let endpoint = transport::resolve::keep_reachable(endpoint).await;
-        return Ok(Target::remote(Arc::new(endpoint), connector).await?);
+        let (endpoint, refused) = transport::resolve::keep_reachable(endpoint).await;
+        if let Some((addr, reason)) = refused {
+            return Err(TargetError::Unreachable { addr, reason }.into());
+        }
+        return Ok(Target::remote(Arc::new(endpoint), connector));
     }
     let exe = opts.server_exe.clone().ok_or_else(|| {
         TargetError::Start("no executable to start the bundled server with".to_owned())

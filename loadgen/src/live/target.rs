@@ -51,29 +51,16 @@ pub struct Target {
 }
 
 impl Target {
-    /// A server someone else runs, at `endpoint`; checks that its first address accepts TCP
-    /// connections (TLS and HTTP failures show per connection, with their causes).
-    ///
-    /// # Errors
-    /// [`TargetError::Unreachable`] when it refuses or does not answer.
-    pub(crate) async fn remote(
-        endpoint: Arc<Endpoint>,
-        connector: Connector,
-    ) -> Result<Self, TargetError> {
-        let addr = endpoint.addr_for(0);
-        tcp_connect_from(addr, None)
-            .await
-            .map_err(|e| TargetError::Unreachable {
-                addr,
-                reason: e.to_string(),
-            })?;
-        Ok(Self {
+    /// A server someone else runs, at `endpoint` (whose addresses were checked to accept TCP;
+    /// TLS and HTTP failures show per connection, with their causes).
+    pub(crate) fn remote(endpoint: Arc<Endpoint>, connector: Connector) -> Self {
+        Self {
             probe: Probe {
                 endpoint,
                 connector,
             },
             child: None,
-        })
+        }
     }
 
     /// The handle that scrapes and checks it.

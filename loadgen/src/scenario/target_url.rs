@@ -67,16 +67,21 @@ impl TargetUrl {
     /// default.
     #[must_use]
     pub fn host_header(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
+        let host = self.bracketed_host();
         let default = if self.secure { 443 } else { 80 };
         if self.port == default {
             host
         } else {
             format!("{host}:{}", self.port)
+        }
+    }
+
+    /// The host as URLs write it: IPv6 literals in brackets.
+    fn bracketed_host(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
         }
     }
 
@@ -100,12 +105,7 @@ impl TargetUrl {
 impl fmt::Display for TargetUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = if self.secure { "https" } else { "http" };
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        write!(f, "{scheme}://{host}:{}", self.port)
+        write!(f, "{scheme}://{}:{}", self.bracketed_host(), self.port)
     }
 }
 

@@ -228,7 +228,7 @@ impl Conn {
             tokio::time::timeout(super::CONNECT_TIMEOUT, lean::open(opened.stream, &request))
                 .await
                 .map_err(|_| ConnectError::Timeout)??;
-        check_head(&head)?;
+        check_answer(head.status, &head.content_type, head.location.as_deref())?;
         Ok((Body::Http1(stream), opened.tls_us))
     }
 
@@ -412,34 +412,32 @@ async fn next_data(body: &mut Body, feed: &mut (dyn FnMut(&[u8]) -> bool + Send)
     }
 }
 
-/// Checks the head of an HTTP/1.1 answer as `EventSource` does: 200 with
+/// Checks an answer as `EventSource` does, for HTTP/1.1 and HTTP/2 alike: 200 with
 /// `text/event-stream`; 204 stops; a redirect is refused with where it pointed.
-fn check_head(head: &lean::head::Head) -> Result<(), ConnectError> {
-    match head.status {
-        200 if head.content_type.starts_with(wire::sse::CONTENT_TYPE) => Ok(()),
-        200 => Err(ConnectError::ContentType(head.content_type.clone())),
-        status @ 300..=399 => Err(ConnectError::Redirect {
+fn check_answer(
+    status: u16,
+    content_type: &str,
+    location: Option<&str>,
+) -> Result<(), ConnectError> {
+    match status {
+        200 if content_type.starts_with(wire::sse::CONTENT_TYPE) => Ok(()),
+        200 => Err(ConnectError::ContentType(content_type.to_owned())),
+        300..=399 => Err(ConnectError::Redirect {
             status,
-            location: head.location.clone().unwrap_or_default(),
+            location: location.unwrap_or_default().to_owned(),
         }),
-        status => Err(ConnectError::Status(status)),
+        _ => Err(ConnectError::Status(status)),
     }
 }
 
-/// The body of a `200 text/event-stream` response; other answers are errors.
+/// The body of an HTTP/2 answer that passes [`check_answer`].
 fn event_stream(response: hyper::Response<Incoming>) -> Result<Incoming, ConnectError> {
-    let status = response.status().as_u16();
-    if status != 200 {
-        return Err(ConnectError::Status(status));
-    }
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type.starts_with(wire::sse::CONTENT_TYPE) {
-        return Err(ConnectError::ContentType(content_type.to_owned()));
-    }
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
+    check_answer(
+        response.status().as_u16(),
+        header("content-type").unwrap_or(""),
+        header("location"),
+    )?;
     Ok(response.into_body())
 }
 

@@ -85,30 +85,40 @@ pub(crate) async fn resolve(
     })
 }
 
-/// Keeps the addresses of `endpoint` that accept a TCP connection (checked once, in
+/// An address that did not accept a TCP connection, and why.
+pub(crate) type Refused = (SocketAddr, String);
+
+/// Keeps the addresses of `endpoint` that accept a TCP connection (each tried once, in
 /// parallel), so a name that resolves to both `::1` and `127.0.0.1` does not send half the
 /// load to an address nothing listens on; the dropped ones are logged. When none accepts,
-/// all are kept: the connections' own failures then say why.
-pub(crate) async fn keep_reachable(mut endpoint: Endpoint) -> Endpoint {
-    if endpoint.addrs.len() < 2 {
-        return endpoint;
-    }
+/// all are kept and the first one's failure is returned with them.
+pub(crate) async fn keep_reachable(mut endpoint: Endpoint) -> (Endpoint, Option<Refused>) {
     let checks = endpoint.addrs.iter().map(|&a| async move {
-        let ok = tokio::time::timeout(
-            std::time::Duration::from_secs(2),
-            tokio::net::TcpStream::connect(a),
+        (
+            a,
+            super::tcp_connect_from(a, None)
+                .await
+                .err()
+                .map(|e| e.to_string()),
         )
-        .await
-        .is_ok_and(|r| r.is_ok());
-        (a, ok)
     });
     let results = futures_util::future::join_all(checks).await;
-    let reachable: Vec<SocketAddr> = results.iter().filter(|r| r.1).map(|r| r.0).collect();
-    if !reachable.is_empty() && reachable.len() < endpoint.addrs.len() {
+    let reachable: Vec<SocketAddr> = results
+        .iter()
+        .filter(|(_, failed)| failed.is_none())
+        .map(|(a, _)| *a)
+        .collect();
+    if reachable.is_empty() {
+        let first = results
+            .into_iter()
+            .find_map(|(a, failed)| failed.map(|why| (a, why)));
+        return (endpoint, first);
+    }
+    if reachable.len() < endpoint.addrs.len() {
         let dropped: Vec<String> = results
             .iter()
-            .filter(|r| !r.1)
-            .map(|r| r.0.to_string())
+            .filter(|(_, failed)| failed.is_some())
+            .map(|(a, _)| a.to_string())
             .collect();
         tracing::warn!(
             host = %endpoint.url.host,
@@ -117,7 +127,7 @@ pub(crate) async fn keep_reachable(mut endpoint: Endpoint) -> Endpoint {
         );
         endpoint.addrs = reachable;
     }
-    endpoint
+    (endpoint, None)
 }
 
 /// Every endpoint of a run: the run's target, each group's and each publisher's.
@@ -144,7 +154,9 @@ impl Endpoints {
             if let Some(e) = known.get(url) {
                 return Ok(Arc::clone(e));
             }
-            let e = Arc::new(keep_reachable(resolve(url, pins).await?).await);
+            // A group's target that refuses everything is kept: its connections' failures
+            // are counted with their causes.
+            let e = Arc::new(keep_reachable(resolve(url, pins).await?).await.0);
             known.insert(url.clone(), Arc::clone(&e));
             Ok(e)
         };
