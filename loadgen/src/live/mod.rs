@@ -6,6 +6,7 @@ pub mod calibrate;
 pub(crate) mod client;
 pub mod host;
 pub mod raw_samples;
+pub mod read_path;
 mod reporter;
 pub mod run;
 pub mod stats;

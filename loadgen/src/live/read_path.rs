@@ -1,0 +1,44 @@
+//! The clients' read paths on a plain TCP connection, public for the deterministic figures in
+//! `benches/` (instructions and heap bytes per event, heap bytes per connection): the same
+//! lean HTTP/1.1 reader and WebSocket settings the SSE and WebSocket clients run on, without a
+//! scenario around them.
+
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use super::client::lean::{self, EventStream, Read};
+use super::transport::Stream;
+
+/// One SSE stream read by the lean client.
+#[derive(Debug)]
+pub struct SseReader(EventStream);
+
+/// Sends `GET path` (with `Host: host`, as the SSE client does) on `tcp` and reads the
+/// response head.
+///
+/// # Errors
+/// The connection failed, the head is not HTTP/1.x, or the status is not 200.
+pub async fn open_sse(tcp: TcpStream, path: &str, host: &str) -> Result<SseReader, String> {
+    let mut request = Vec::with_capacity(256);
+    lean::head::write_get(&mut request, path, host, "", &hyper::HeaderMap::new());
+    let (head, stream) = lean::open(Stream::Plain(tcp), &request)
+        .await
+        .map_err(|e| e.to_string())?;
+    if head.status != 200 {
+        return Err(format!("status {}", head.status));
+    }
+    Ok(SseReader(stream))
+}
+
+impl SseReader {
+    /// Hands the body bytes of the next read to `out`; `false` once the body ended or broke.
+    pub async fn read(&mut self, out: &mut (dyn FnMut(&[u8]) + Send)) -> bool {
+        self.0.read(out).await == Read::More
+    }
+}
+
+/// The WebSocket client's settings (buffer sizes, limits).
+#[must_use]
+pub fn ws_config() -> WebSocketConfig {
+    super::client::ws::ws_config()
+}
