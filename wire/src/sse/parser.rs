@@ -187,10 +187,21 @@ impl Parser {
                 chunk = &chunk[1..];
             }
         }
-        while let Some(end) = chunk.iter().position(|&b| b == b'\n' || b == b'\r') {
-            self.line.extend_from_slice(&chunk[..end]);
-            self.check_size()?;
-            self.process_line(&mut on_event);
+        while let Some(end) = memchr::memchr2(b'\n', b'\r', chunk) {
+            if self.line.is_empty() {
+                // The whole line is in this chunk: parse it in place, without copying it.
+                if end + self.data.len() > self.max_event_bytes {
+                    return Err(self.too_large());
+                }
+                self.process_line(&chunk[..end], &mut on_event);
+            } else {
+                self.line.extend_from_slice(&chunk[..end]);
+                self.check_size()?;
+                let line = std::mem::take(&mut self.line);
+                self.process_line(&line, &mut on_event);
+                self.line = line;
+                self.line.clear();
+            }
             let skip = if chunk[end] == b'\r' {
                 match chunk.get(end + 1) {
                     Some(b'\n') => 2,
@@ -221,16 +232,19 @@ impl Parser {
 
     fn check_size(&self) -> Result<(), ParseError> {
         if self.line.len() + self.data.len() > self.max_event_bytes {
-            return Err(ParseError::EventTooLarge {
-                limit: self.max_event_bytes,
-            });
+            return Err(self.too_large());
         }
         Ok(())
     }
 
-    fn process_line(&mut self, on_event: &mut impl FnMut(EventRef<'_>)) {
-        let mut line = std::mem::take(&mut self.line);
-        let mut bytes: &[u8] = &line;
+    fn too_large(&self) -> ParseError {
+        ParseError::EventTooLarge {
+            limit: self.max_event_bytes,
+        }
+    }
+
+    /// Interprets one complete line (without its line end).
+    fn process_line(&mut self, mut bytes: &[u8], on_event: &mut impl FnMut(EventRef<'_>)) {
         if self.at_stream_start {
             self.at_stream_start = false;
             bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
@@ -247,10 +261,12 @@ impl Parser {
                 }
                 None => (bytes, &b""[..]),
             };
-            self.field(name, &String::from_utf8_lossy(value));
+            // Valid UTF-8 (the usual case) is checked by the fast validator and borrowed.
+            match std::str::from_utf8(value) {
+                Ok(text) => self.field(name, text),
+                Err(_) => self.field(name, &String::from_utf8_lossy(value)),
+            }
         }
-        line.clear();
-        self.line = line;
     }
 
     fn field(&mut self, name: &[u8], value: &str) {
