@@ -66,6 +66,11 @@ impl App {
         &self.state.config
     }
 
+    /// A receiver of the shutdown signal (what [`Self::begin_shutdown`] sends).
+    pub(crate) fn shutdown(&self) -> crate::shutdown::Shutdown {
+        self.state.shutdown.clone()
+    }
+
     /// Ends every SSE stream and sends Close 1001 to every WebSocket; new streams end at once.
     pub fn begin_shutdown(&self) {
         self.state.trigger.trigger();

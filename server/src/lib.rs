@@ -18,6 +18,7 @@ mod serve;
 pub mod shutdown;
 mod sse;
 mod state;
+mod tls;
 mod ws;
 
 pub use app::{App, router};

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use salvo::conn::rustls::{Keycert, RustlsConfig, RustlsListener};
 use salvo::conn::tcp::TcpAcceptor;
 use salvo::prelude::*;
 use salvo::server::ServerHandle;
@@ -13,7 +12,7 @@ use tokio::net::TcpSocket;
 use tokio::task::JoinHandle;
 
 use crate::app::App;
-use crate::config::{ConfigError, ServerConfig, TlsIdentity};
+use crate::config::{ConfigError, ServerConfig};
 use crate::metrics::Metrics;
 
 /// Errors starting the server.
@@ -57,7 +56,9 @@ pub fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<tokio::n
 pub struct RunningServer {
     app: App,
     local_addr: SocketAddr,
-    handle: ServerHandle,
+    /// salvo's handle for plain HTTP; `None` for TLS, whose accept loop (`crate::tls`) stops
+    /// when the app's shutdown begins.
+    handle: Option<ServerHandle>,
     task: JoinHandle<()>,
 }
 
@@ -85,7 +86,9 @@ impl RunningServer {
     /// stop does not track upgraded WebSockets, so their end is awaited separately.)
     pub async fn shutdown(self, grace: Duration) {
         self.app.begin_shutdown();
-        self.handle.stop_graceful(Some(grace));
+        if let Some(handle) = &self.handle {
+            handle.stop_graceful(Some(grace));
+        }
         let all_closed = async {
             if let Err(e) = self.task.await {
                 tracing::error!("server task failed: {e}");
@@ -110,26 +113,20 @@ pub async fn start(config: ServerConfig, addr: SocketAddr) -> Result<RunningServ
     let bind_err = |source| ServeError::Bind { addr, source };
     let listener = bind_listener(addr, backlog).map_err(bind_err)?;
     let local_addr = listener.local_addr().map_err(bind_err)?;
-    let acceptor = TcpAcceptor::try_from(listener).map_err(bind_err)?;
     let router = app.router();
     let (handle, task) = match &app.config().tls {
         None => {
+            let acceptor = TcpAcceptor::try_from(listener).map_err(bind_err)?;
             let server = Server::new(acceptor);
             (
-                server.handle(),
+                Some(server.handle()),
                 tokio::spawn(async move { server.serve(router).await }),
             )
         }
         Some(identity) => {
-            let tls = RustlsListener::new(rustls_config(identity)?, Bound(acceptor))
-                .try_bind()
-                .await
-                .map_err(|e| ServeError::Tls(e.to_string()))?;
-            let server = Server::new(tls);
-            (
-                server.handle(),
-                tokio::spawn(async move { server.serve(router).await }),
-            )
+            let tls = crate::tls::server_config(identity).map_err(ServeError::Tls)?;
+            let serving = crate::tls::serve(listener, tls, router, app.shutdown());
+            (None, tokio::spawn(serving))
         }
     };
     let scheme = if app.config().tls.is_some() {
@@ -144,33 +141,6 @@ pub async fn start(config: ServerConfig, addr: SocketAddr) -> Result<RunningServ
         handle,
         task,
     })
-}
-
-/// The rustls settings of `identity`, checked now so a bad certificate or key is an error
-/// at start (ALPN: `h2`, then `http/1.1`).
-fn rustls_config(identity: &TlsIdentity) -> Result<RustlsConfig, ServeError> {
-    let config = RustlsConfig::new(
-        Keycert::new()
-            .cert(identity.cert_pem.clone())
-            .key(identity.key_pem.clone()),
-    );
-    let _checked: salvo::conn::rustls::ServerConfig = config
-        .clone()
-        .try_into()
-        .map_err(|e: std::io::Error| ServeError::Tls(e.to_string()))?;
-    Ok(config)
-}
-
-/// An already bound TCP acceptor as a salvo [`Listener`], so the TLS listener wraps the
-/// socket bound with our backlog and options.
-struct Bound(TcpAcceptor);
-
-impl Listener for Bound {
-    type Acceptor = TcpAcceptor;
-
-    async fn try_bind(self) -> salvo::Result<TcpAcceptor> {
-        Ok(self.0)
-    }
 }
 
 /// Serves until `stop` completes (e.g. SIGINT/SIGTERM), then shuts down gracefully.
@@ -217,6 +187,7 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TlsIdentity;
 
     #[tokio::test]
     async fn accepted_sockets_inherit_nodelay() {

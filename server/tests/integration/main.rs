@@ -10,4 +10,5 @@ mod pages;
 mod shutdown;
 mod sse;
 mod support;
+mod tls;
 mod ws;
