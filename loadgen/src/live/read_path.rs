@@ -3,8 +3,10 @@
 //! lean HTTP/1.1 reader and WebSocket settings the SSE and WebSocket clients run on, without a
 //! scenario around them.
 
+use futures_util::StreamExt as _;
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::client::lean::{self, EventStream, Read};
 use super::transport::Stream;
@@ -37,8 +39,30 @@ impl SseReader {
     }
 }
 
-/// The WebSocket client's settings (buffer sizes, limits).
-#[must_use]
-pub fn ws_config() -> WebSocketConfig {
-    super::client::ws::ws_config()
+/// One WebSocket as the WebSocket client opens it (its handshake, its settings).
+#[derive(Debug)]
+pub struct WsReader(WebSocketStream<Stream>);
+
+/// Performs the WebSocket client's opening handshake for `path` on `tcp` (`Host: host`).
+///
+/// # Errors
+/// The connection failed or the answer is not a valid upgrade.
+pub async fn open_ws(tcp: TcpStream, path: &str, host: &str) -> Result<WsReader, String> {
+    let socket = lean::upgrade::connect(
+        Stream::Plain(tcp),
+        path,
+        host,
+        &hyper::HeaderMap::new(),
+        super::client::ws::ws_config(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(WsReader(socket))
+}
+
+impl WsReader {
+    /// The next message, as the WebSocket client reads it.
+    pub async fn next(&mut self) -> Option<Result<Message, tungstenite::Error>> {
+        self.0.next().await
+    }
 }

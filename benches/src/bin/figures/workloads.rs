@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
-use futures_util::StreamExt as _;
 use loadgen::live::stats::{Metric, Shard};
 use loadgen::live::tracker::SeqTracker;
 use serde::Serialize;
@@ -18,9 +17,7 @@ use server::metrics::{Metrics, Scenario};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Stats};
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::Role;
 
 /// The symbol callgrind collects inside (`--toggle-collect`): only instructions executed
 /// while it is on the stack are counted.
@@ -373,6 +370,33 @@ fn ws_frame(text: &str) -> Vec<u8> {
     frame
 }
 
+/// The server's side of the opening handshake, on a blocking socket: reads the request (which
+/// the client wrote before this runs) and answers 101 with the accept key of its key.
+fn answer_upgrade(server: &mut StdTcpStream) -> anyhow::Result<()> {
+    use std::io::Read as _;
+    let mut request = Vec::new();
+    let mut buf = [0u8; 512];
+    while !request.ends_with(b"\r\n\r\n") {
+        let n = server.read(&mut buf)?;
+        if n == 0 {
+            bail!("the client closed during the handshake");
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&request);
+    let key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("sec-websocket-key: "))
+        .context("the upgrade request has no sec-websocket-key")?;
+    let accept =
+        tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.trim().as_bytes());
+    write!(
+        server,
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
+    )?;
+    Ok(())
+}
+
 /// Reads `events` server messages one per wake-up, as [`sse_client`] does.
 fn ws_client(scale: Scale) -> anyhow::Result<Measured> {
     let (connections, warmup, events) = match scale {
@@ -389,13 +413,15 @@ fn ws_client(scale: Scale) -> anyhow::Result<Measured> {
     let mut sockets = rt.block_on(async {
         let mut sockets = Vec::with_capacity(connections);
         for _ in 0..connections {
-            let (client, server) = pair(&listener, addr).await?;
-            let ws = WebSocketStream::from_raw_socket(
-                client,
-                Role::Client,
-                Some(loadgen::live::read_path::ws_config()),
-            )
-            .await;
+            let (client, mut server) = pair(&listener, addr).await?;
+            let host = addr.to_string();
+            // The client writes its request and waits; the server side then answers it.
+            let (ws, answered) = tokio::join!(
+                loadgen::live::read_path::open_ws(client, "/ws/pubsub", &host),
+                async { answer_upgrade(&mut server) }
+            );
+            answered?;
+            let ws = ws.map_err(anyhow::Error::msg)?;
             sockets.push((ws, Accounting::new(), server));
         }
         anyhow::Ok(sockets)

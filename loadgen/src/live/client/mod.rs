@@ -65,6 +65,26 @@ pub(crate) async fn stopped(stop: &mut Stop) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// A deadline a connection may not have (`hold`, `churn`): pending forever when unset. The
+/// timer is boxed and made only when set, so a connection without one carries a pointer
+/// instead of a timer entry for its whole life.
+pub(crate) struct Deadline(Option<std::pin::Pin<Box<tokio::time::Sleep>>>);
+
+impl Deadline {
+    /// At `at`, or never.
+    pub(crate) fn at(at: Option<Instant>) -> Self {
+        Self(at.map(|t| Box::pin(tokio::time::sleep_until(t))))
+    }
+
+    /// Completes once the deadline passed; never when there is none.
+    pub(crate) async fn reached(&mut self) {
+        match &mut self.0 {
+            Some(sleep) => sleep.as_mut().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// Everything the load tasks share.
 #[derive(Debug)]
 pub(crate) struct RunCtx {

@@ -20,8 +20,8 @@ use super::post::Poster;
 use super::request::Rendered;
 use super::schedule::Schedule;
 use super::{
-    ConnectError, Ctx, GroupRun, Outgoing, Stop, elapsed_us, fastrand_fraction, missed_of,
-    stamp_of_text, stamped_message, stopped,
+    ConnectError, Ctx, Deadline, GroupRun, Outgoing, Stop, elapsed_us, fastrand_fraction,
+    missed_of, stamp_of_text, stamped_message, stopped,
 };
 use crate::live::stats::Shard;
 use crate::live::transport::Alpn;
@@ -137,7 +137,9 @@ impl Conn {
         // A new stream is a new chat user: never POST as the previous stream's user.
         self.user_id = None;
         self.shard.count(|c| c.connections_attempted += 1);
-        let opened = self.open().await;
+        // Boxed: the connect state (TLS handshake, HTTP/2 pool, head parsing) lives only while
+        // connecting; inline it would size every stream's task for its whole life.
+        let opened = Box::pin(self.open()).await;
         self.track.mark_attempted(&self.ctx);
         let (body, tls_us) = match opened {
             Ok(opened) => opened,
@@ -250,10 +252,8 @@ impl Conn {
     }
 
     async fn read(&mut self, mut body: Body, hold_until: Option<Instant>) -> Ended {
-        let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
-        let hold = sleep_until(hold_until.unwrap_or(far));
-        let churn = sleep_until(self.group.spec.churn.map_or(far, |c| Instant::now() + c));
-        tokio::pin!(hold, churn);
+        let mut hold = Deadline::at(hold_until);
+        let mut churn = Deadline::at(self.group.spec.churn.map(|c| Instant::now() + c));
         let sends = self.group.spec.send.is_some();
         let mut start_sending = self.ctx.start_sending.clone();
         loop {
@@ -265,8 +265,8 @@ impl Conn {
             let start = {
                 let mut feed = |data: &[u8]| self.feed(data);
                 tokio::select! {
-                    () = &mut hold => return Ended::Done,
-                    () = &mut churn => return Ended::Churn,
+                    () = hold.reached() => return Ended::Done,
+                    () = churn.reached() => return Ended::Churn,
                     ok = next_data(&mut body, &mut feed) => {
                         if !ok {
                             return Ended::Dropped;

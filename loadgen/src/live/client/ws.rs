@@ -8,16 +8,15 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::time::{Instant, sleep_until};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{WebSocketStream, client_async_with_config};
 
 use super::request::Rendered;
 use super::schedule::{Schedule, Slot};
 use super::{
-    ConnectError, Ctx, GroupRun, Outgoing, elapsed_us, fastrand_fraction, missed_of, read_stamp,
-    stamped_message, stopped,
+    ConnectError, Ctx, Deadline, GroupRun, Outgoing, elapsed_us, fastrand_fraction, missed_of,
+    read_stamp, stamped_message, stopped,
 };
 use crate::live::stats::Shard;
 use crate::live::transport::{Alpn, Stream};
@@ -27,7 +26,7 @@ use crate::scenario::{Expect, StampKind};
 /// Client WebSocket settings: 4 KiB read buffer (tungstenite's default is 128 KiB), eager writes.
 pub(crate) fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(64 << 20)
         .max_message_size(Some(64 << 20))
@@ -46,23 +45,18 @@ pub(crate) async fn connect(
         .connector
         .open(url, rendered.addr, rendered.source, Alpn::Http1)
         .await?;
-    let mut request = format!(
-        "{}://{}{}",
-        url.ws_scheme(),
-        url.host_header(),
-        rendered.path
-    )
-    .into_client_request()
-    .map_err(|e| ConnectError::Other(e.to_string()))?;
-    super::request::apply(request.headers_mut(), &rendered.headers);
-    let handshake = client_async_with_config(request, opened.stream, Some(ws_config()));
-    match tokio::time::timeout(super::CONNECT_TIMEOUT, handshake).await {
-        Err(_) => Err(ConnectError::Timeout),
-        Ok(Ok((socket, _))) => Ok((socket, opened.tls_us)),
-        Ok(Err(tungstenite::Error::Http(res))) => Err(ConnectError::Status(res.status().as_u16())),
-        Ok(Err(tungstenite::Error::Io(e))) => Err(ConnectError::from_io(&e)),
-        Ok(Err(e)) => Err(ConnectError::Other(e.to_string())),
-    }
+    let host = url.host_header();
+    let handshake = super::lean::upgrade::connect(
+        opened.stream,
+        &rendered.path,
+        &host,
+        &rendered.headers,
+        ws_config(),
+    );
+    let socket = tokio::time::timeout(super::CONNECT_TIMEOUT, handshake)
+        .await
+        .map_err(|_| ConnectError::Timeout)??;
+    Ok((socket, opened.tls_us))
 }
 
 /// A message of an unstamped socket.
@@ -136,7 +130,9 @@ impl Conn {
         self.track.attempt_at = Instant::now();
         self.track.last_message_at = None;
         self.shard.count(|c| c.connections_attempted += 1);
-        let connected = connect(&self.ctx, &self.rendered).await;
+        // Boxed: the handshake's state (TLS, HTTP) is large and lives only while connecting;
+        // inline it would size every connection's task for its whole life.
+        let connected = Box::pin(connect(&self.ctx, &self.rendered)).await;
         if connected.is_err() {
             self.track.mark_attempted(&self.ctx);
         }
@@ -173,10 +169,8 @@ impl Conn {
     }
 
     async fn run_socket(&mut self, socket: &mut Socket, hold_until: Option<Instant>) -> Ended {
-        let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
-        let hold = sleep_until(hold_until.unwrap_or(far));
-        let churn = sleep_until(self.group.spec.churn.map_or(far, |c| Instant::now() + c));
-        tokio::pin!(hold, churn);
+        let mut hold = Deadline::at(hold_until);
+        let mut churn = Deadline::at(self.group.spec.churn.map(|c| Instant::now() + c));
         let rate = self.group.spec.send.as_ref().map(|s| s.rate);
         let mut keepalive = self.group.spec.keepalive.as_ref().map(|k| {
             let mut every = tokio::time::interval_at(Instant::now() + k.every, k.every);
@@ -191,8 +185,8 @@ impl Conn {
         let mut schedule: Option<Schedule> = None;
         loop {
             tokio::select! {
-                () = &mut hold => return Ended::Done,
-                () = &mut churn => return Ended::Churn,
+                () = hold.reached() => return Ended::Done,
+                () = churn.reached() => return Ended::Churn,
                 msg = socket.next() => match msg {
                     None | Some(Err(_)) => return Ended::Dropped,
                     Some(Ok(Message::Text(text))) => {

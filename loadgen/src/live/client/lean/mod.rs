@@ -10,6 +10,7 @@
 
 pub(crate) mod chunked;
 pub(crate) mod head;
+pub(crate) mod upgrade;
 
 use std::mem::MaybeUninit;
 use std::pin::Pin;
