@@ -44,7 +44,7 @@ pub(crate) enum Workload {
     /// loadgen's SSE read path over loopback TCP: lean HTTP/1.1 reader, chunked decoding,
     /// the WHATWG parser, stamp decoding, sequence tracking, HDR recording.
     SseClient,
-    /// loadgen's WebSocket read path over loopback TCP: tungstenite with loadgen's settings,
+    /// loadgen's WebSocket read path over loopback TCP: its handshake, tungstenite with its settings,
     /// stamp decoding, sequence tracking, HDR recording.
     WsClient,
     /// rt-server holding SSE streams over loopback TCP (live heap per stream).
