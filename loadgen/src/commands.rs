@@ -61,6 +61,16 @@ pub async fn run(cmd: RunCommand) -> i32 {
     if insecure {
         eprintln!("WARNING: {}", crate::results::output::INSECURE_WARNING);
     }
+    let connections = scenario.clients.iter().map(|c| u64::from(c.count)).sum();
+    if let Some(warning) = crate::live::transport::ports::local_port_range().and_then(|range| {
+        crate::live::transport::ports::crowding_warning(
+            connections,
+            scenario.source_addrs.len(),
+            range,
+        )
+    }) {
+        eprintln!("WARNING: {warning}");
+    }
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         server::shutdown_signal().await;

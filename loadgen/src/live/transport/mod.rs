@@ -2,6 +2,7 @@
 //! ([`resolve`]), TCP from an optional source address, TLS by rustls ([`tls`]), one
 //! [`Stream`] type the HTTP/1.1, HTTP/2 and WebSocket clients run over.
 
+pub mod ports;
 pub(crate) mod resolve;
 pub(crate) mod stream;
 pub mod tls;
@@ -113,6 +114,17 @@ pub(crate) async fn tcp_connect_from(
                 } else {
                     tokio::net::TcpSocket::new_v6()?
                 };
+                // The source port is chosen at connect time, by the whole 4-tuple: bound to
+                // port 0 without this, Linux reserves each port for the address alone and
+                // bind fails (EADDRINUSE) or slows to a crawl long before the range is used.
+                #[cfg(target_os = "linux")]
+                if let Err(e) = nix::sys::socket::setsockopt(
+                    &socket,
+                    nix::sys::socket::sockopt::IpBindAddressNoPort,
+                    &true,
+                ) {
+                    tracing::debug!("IP_BIND_ADDRESS_NO_PORT refused: {e}");
+                }
                 socket.bind(SocketAddr::new(ip, 0))?;
                 socket.connect(addr).await
             }
