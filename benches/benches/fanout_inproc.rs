@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use benches::{Arrivals, runtime, stamped};
+use benches::{Arrivals, runtime, spawn_hub_subscribers, stamped};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use server::hub::{EventSource, ReplayHub};
+use server::hub::ReplayHub;
 use server::metrics::{Metrics, Scenario};
 
 fn fanout(c: &mut Criterion) {
@@ -18,17 +18,7 @@ fn fanout(c: &mut Criterion) {
         let hub = Arc::new(ReplayHub::new(Some("notification"), 16, 64));
         let metrics = Metrics::default().scenario(Scenario::Notifications);
         let arrivals = Arc::new(Arrivals::default());
-        rt.block_on(async {
-            for _ in 0..subscribers {
-                let (mut stream, _) = hub.subscribe(None, None, Arc::clone(&metrics));
-                let arrivals = Arc::clone(&arrivals);
-                tokio::spawn(async move {
-                    while stream.next_event().await.is_some() {
-                        arrivals.arrived();
-                    }
-                });
-            }
-        });
+        rt.block_on(async { spawn_hub_subscribers(&hub, subscribers, &metrics, &arrivals) });
         let body = stamped(1, 256);
         g.throughput(Throughput::Elements(subscribers as u64));
         g.bench_function(BenchmarkId::from_parameter(subscribers), |b| {

@@ -14,6 +14,8 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::Request;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use server::hub::{EventSource as _, ReplayHub};
+use server::metrics::ScenarioMetrics;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
@@ -90,6 +92,26 @@ impl Arrivals {
     /// Resolves once every expected delivery arrived.
     pub async fn wait(&self) {
         self.all_in.notified().await;
+    }
+}
+
+/// Subscribes `n` tasks to `hub` (spawned on the current runtime: call it inside one), each
+/// calling `arrivals.arrived()` for every event, as the notifications scenario's SSE
+/// connections consume the hub (counted in `metrics`).
+pub fn spawn_hub_subscribers(
+    hub: &ReplayHub,
+    n: usize,
+    metrics: &Arc<ScenarioMetrics>,
+    arrivals: &Arc<Arrivals>,
+) {
+    for _ in 0..n {
+        let (mut stream, _) = hub.subscribe(None, None, Arc::clone(metrics));
+        let arrivals = Arc::clone(arrivals);
+        tokio::spawn(async move {
+            while stream.next_event().await.is_some() {
+                arrivals.arrived();
+            }
+        });
     }
 }
 

@@ -8,7 +8,9 @@
 //! SSE stream instead of 21.8 KB: `figures` `server-sse`). The price: plain `http://` serves
 //! HTTP/1.1 only (no h2c).
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -125,31 +127,34 @@ impl Connection {
             let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .serve_connection(io, handler);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                done = conn.as_mut() => done,
-                () = self.shutdown.wait() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            }
+            until_served(conn, &mut self.shutdown, |c| c.graceful_shutdown()).await
         } else {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(io, handler)
                 .with_upgrades();
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                done = conn.as_mut() => done,
-                () = self.shutdown.wait() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            }
+            until_served(conn, &mut self.shutdown, |c| c.graceful_shutdown()).await
         };
         if let Err(e) = result {
             tracing::debug!(remote = %self.remote, h2, "connection ended: {e}");
+        }
+    }
+}
+
+/// Drives `conn` to its end; once shutdown begins, asks it to finish gracefully
+/// (`graceful`: GOAWAY on HTTP/2, close after the response on HTTP/1.1) and waits for that.
+async fn until_served<C: Future>(
+    conn: C,
+    shutdown: &mut Shutdown,
+    graceful: impl FnOnce(Pin<&mut C>),
+) -> C::Output {
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        done = conn.as_mut() => done,
+        () = shutdown.wait() => {
+            graceful(conn.as_mut());
+            conn.await
         }
     }
 }

@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use loadgen::live::stats::{Metric, Shard};
 use loadgen::live::tracker::SeqTracker;
 use serde::Serialize;
-use server::hub::{EventSource as _, ReplayHub};
+use server::hub::ReplayHub;
 use server::metrics::{Metrics, Scenario};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Stats};
 use tokio::net::TcpStream;
@@ -213,17 +213,7 @@ fn fanout(scale: Scale) -> anyhow::Result<Measured> {
     let metrics = Metrics::default().scenario(Scenario::Notifications);
     let arrivals = Arc::new(benches::Arrivals::default());
     let before = stats()?;
-    rt.block_on(async {
-        for _ in 0..subscribers {
-            let (mut stream, _) = hub.subscribe(None, None, Arc::clone(&metrics));
-            let arrivals = Arc::clone(&arrivals);
-            tokio::spawn(async move {
-                while stream.next_event().await.is_some() {
-                    arrivals.arrived();
-                }
-            });
-        }
-    });
+    rt.block_on(async { benches::spawn_hub_subscribers(&hub, subscribers, &metrics, &arrivals) });
     // The publisher's messages are made outside the region: it measures the hub alone.
     let mut bodies = (1..=warmup + broadcasts)
         .map(stamped)

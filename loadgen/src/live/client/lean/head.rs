@@ -54,6 +54,11 @@ pub(crate) fn write_get(
         out.extend_from_slice(last_event_id.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    end_head(out, headers);
+}
+
+/// Appends `headers` as header lines, then the blank line that ends a request head.
+pub(crate) fn end_head(out: &mut Vec<u8>, headers: &HeaderMap) {
     for (name, value) in headers {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
@@ -69,6 +74,43 @@ pub(crate) fn write_get(
 /// # Errors
 /// [`HeadError`] for a head that is not valid HTTP/1.x or too large.
 pub(crate) fn parse(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
+    let mut head = Head {
+        status: 0,
+        content_type: String::new(),
+        location: None,
+        framing: Framing::Close,
+    };
+    let parsed = parse_with(buf, |name, value| {
+        if name.eq_ignore_ascii_case("content-type") {
+            value.clone_into(&mut head.content_type);
+        } else if name.eq_ignore_ascii_case("location") {
+            head.location = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            let last = value.rsplit(',').next().unwrap_or("").trim();
+            if last.eq_ignore_ascii_case("chunked") {
+                head.framing = Framing::Chunked;
+            }
+        } else if name.eq_ignore_ascii_case("content-length") && head.framing != Framing::Chunked {
+            let n = value
+                .parse::<u64>()
+                .map_err(|_| HeadError(format!("Content-Length {value:?}")))?;
+            head.framing = Framing::Length(n);
+        }
+        Ok(())
+    })?;
+    Ok(parsed.map(|(status, len)| (Head { status, ..head }, len)))
+}
+
+/// Parses a response head at the start of `buf` with httparse, handing each header (name,
+/// trimmed value) to `on_header`: `Ok(None)` while incomplete, else the status and the head's
+/// length in bytes.
+///
+/// # Errors
+/// [`HeadError`] for a head that is not valid HTTP/1.x or too large, or what `on_header` says.
+pub(crate) fn parse_with(
+    buf: &[u8],
+    mut on_header: impl FnMut(&str, &str) -> Result<(), HeadError>,
+) -> Result<Option<(u16, usize)>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     let len = match response.parse(buf) {
@@ -79,34 +121,10 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(HeadError(e.to_string())),
     };
-    let status = response.code.unwrap_or(0);
-    let mut head = Head {
-        status,
-        content_type: String::new(),
-        location: None,
-        framing: Framing::Close,
-    };
     for h in response.headers.iter() {
-        let value = String::from_utf8_lossy(h.value);
-        let value = value.trim();
-        if h.name.eq_ignore_ascii_case("content-type") {
-            value.clone_into(&mut head.content_type);
-        } else if h.name.eq_ignore_ascii_case("location") {
-            head.location = Some(value.to_owned());
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            let last = value.rsplit(',').next().unwrap_or("").trim();
-            if last.eq_ignore_ascii_case("chunked") {
-                head.framing = Framing::Chunked;
-            }
-        } else if h.name.eq_ignore_ascii_case("content-length") && head.framing != Framing::Chunked
-        {
-            let n = value
-                .parse::<u64>()
-                .map_err(|_| HeadError(format!("Content-Length {value:?}")))?;
-            head.framing = Framing::Length(n);
-        }
+        on_header(h.name, String::from_utf8_lossy(h.value).trim())?;
     }
-    Ok(Some((head, len)))
+    Ok(Some((response.code.unwrap_or(0), len)))
 }
 
 #[cfg(test)]

@@ -67,24 +67,8 @@ pub(crate) async fn open(
         .write_all(request)
         .await
         .map_err(|e| ConnectError::from_io(&e))?;
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_BUF);
-    let (head, len) = loop {
-        if let Some(parsed) = head::parse(&buf).map_err(|e| ConnectError::Other(e.to_string()))? {
-            break parsed;
-        }
-        if buf.capacity() == buf.len() {
-            buf.reserve(READ_BUF);
-        }
-        let n = stream
-            .read_buf(&mut buf)
-            .await
-            .map_err(|e| ConnectError::from_io(&e))?;
-        if n == 0 {
-            return Err(ConnectError::Reset);
-        }
-    };
-    // Keep only the body bytes that came with the head.
-    let leftover = buf.split_off(len);
+    let parse = |buf: &[u8]| head::parse(buf).map_err(|e| ConnectError::Other(e.to_string()));
+    let (head, leftover) = read_head(&mut stream, parse).await?;
     let body = match head.framing {
         Framing::Chunked => Body::Chunked(Chunked::default()),
         Framing::Length(n) => Body::Length(n),
@@ -98,6 +82,34 @@ pub(crate) async fn open(
             body,
         },
     ))
+}
+
+/// Reads from `stream` until `parse` finds a complete response head; returns what it parsed
+/// and the bytes that came after the head, in a buffer of their own size (the head's buffer is
+/// freed here, so nothing read for the head stays with the connection).
+///
+/// # Errors
+/// I/O failures, the server closing first (`Reset`), or what `parse` refuses.
+pub(crate) async fn read_head<T>(
+    stream: &mut Stream,
+    parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, ConnectError>,
+) -> Result<(T, Vec<u8>), ConnectError> {
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_BUF);
+    loop {
+        if let Some((parsed, len)) = parse(&buf)? {
+            return Ok((parsed, buf.split_off(len)));
+        }
+        if buf.capacity() == buf.len() {
+            buf.reserve(READ_BUF);
+        }
+        let n = stream
+            .read_buf(&mut buf)
+            .await
+            .map_err(|e| ConnectError::from_io(&e))?;
+        if n == 0 {
+            return Err(ConnectError::Reset);
+        }
+    }
 }
 
 impl EventStream {

@@ -6,19 +6,15 @@
 //! configured `read_buffer_size`.
 
 use hyper::header::{HeaderMap, HeaderValue};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use super::READ_BUF;
-use super::head::MAX_HEAD;
+use super::head;
 use crate::live::client::ConnectError;
 use crate::live::transport::Stream;
-
-/// Most response header lines accepted.
-const MAX_HEADERS: usize = 64;
 
 /// What the handshake answer says.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -46,47 +42,26 @@ pub(crate) fn write_request(
     out.extend_from_slice(b"\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: ");
     out.extend_from_slice(key.as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
+    head::end_head(out, headers);
 }
 
 /// Parses the answer's head at the start of `buf`: `Ok(None)` while incomplete, else the
 /// answer and the head's length.
 pub(crate) fn parse(buf: &[u8]) -> Result<Option<(Answer, usize)>, ConnectError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    let len = match response.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
-            return Err(handshake_error(&format!(
-                "answer head larger than {} KiB",
-                MAX_HEAD / 1024
-            )));
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(handshake_error(&format!("malformed HTTP answer: {e}"))),
-    };
-    let mut answer = Answer {
-        status: response.code.unwrap_or(0),
-        ..Answer::default()
-    };
-    for h in response.headers.iter() {
-        let value = String::from_utf8_lossy(h.value).trim().to_owned();
-        let slot = match h.name.to_ascii_lowercase().as_str() {
+    let mut answer = Answer::default();
+    let parsed = head::parse_with(buf, |name, value| {
+        let slot = match name.to_ascii_lowercase().as_str() {
             "upgrade" => &mut answer.upgrade,
             "connection" => &mut answer.connection,
             "sec-websocket-accept" => &mut answer.accept,
             "sec-websocket-protocol" => &mut answer.protocol,
-            _ => continue,
+            _ => return Ok(()),
         };
-        *slot = Some(value);
-    }
-    Ok(Some((answer, len)))
+        *slot = Some(value.to_owned());
+        Ok(())
+    })
+    .map_err(|e| handshake_error(&e.to_string()))?;
+    Ok(parsed.map(|(status, len)| (Answer { status, ..answer }, len)))
 }
 
 fn handshake_error(why: &str) -> ConnectError {
@@ -158,27 +133,8 @@ pub(crate) async fn connect(
         .await
         .map_err(|e| ConnectError::from_io(&e))?;
     drop(request);
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_BUF);
-    let (answer, len) = loop {
-        if let Some(parsed) = parse(&buf)? {
-            break parsed;
-        }
-        if buf.capacity() == buf.len() {
-            buf.reserve(READ_BUF);
-        }
-        let n = stream
-            .read_buf(&mut buf)
-            .await
-            .map_err(|e| ConnectError::from_io(&e))?;
-        if n == 0 {
-            return Err(ConnectError::Reset);
-        }
-    };
+    let (answer, rest) = super::read_head(&mut stream, parse).await?;
     verify(&answer, &key, headers.get("sec-websocket-protocol"))?;
-    // Only the bytes after the head (a first frame may have come with it), in a buffer of
-    // their own size: the head's buffer is freed here.
-    let rest = buf.split_off(len);
-    drop(buf);
     Ok(WebSocketStream::from_partially_read(stream, rest, Role::Client, Some(config)).await)
 }
 
