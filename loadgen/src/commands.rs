@@ -46,6 +46,23 @@ pub struct RunCommand {
     pub tls: TlsOptions,
 }
 
+/// The TCP connections a plan opens at most: the streams of an `http = "2"` group share
+/// connections, `streams_per_connection` each.
+fn tcp_connections(scenario: &crate::scenario::Scenario) -> u64 {
+    scenario
+        .clients
+        .iter()
+        .map(|c| {
+            let count = u64::from(c.count);
+            if c.http == crate::scenario::HttpVersion::Http2 {
+                count.div_ceil(u64::from(c.streams_per_connection.max(1)))
+            } else {
+                count
+            }
+        })
+        .sum()
+}
+
 /// Runs a scenario (Ctrl-C stops it and still writes the results) and prints the table.
 pub async fn run(cmd: RunCommand) -> i32 {
     let mut scenario = match crate::scenario::load(&cmd.file) {
@@ -61,7 +78,7 @@ pub async fn run(cmd: RunCommand) -> i32 {
     if insecure {
         eprintln!("WARNING: {}", crate::results::output::INSECURE_WARNING);
     }
-    let connections = scenario.clients.iter().map(|c| u64::from(c.count)).sum();
+    let connections = tcp_connections(&scenario);
     if let Some(warning) = crate::live::transport::ports::local_port_range().and_then(|range| {
         crate::live::transport::ports::crowding_warning(
             connections,

@@ -23,7 +23,9 @@ use crate::live::transport::{Alpn, Stream};
 use crate::scenario::template::Vars;
 use crate::scenario::{Expect, StampKind};
 
-/// Client WebSocket settings: 4 KiB read buffer (tungstenite's default is 128 KiB), eager writes.
+/// Client WebSocket settings: 1 KiB read buffer (tungstenite's default is 128 KiB; it grows to a
+/// message's length when one is larger, and tungstenite zero-fills all of it before each read),
+/// eager writes.
 pub(crate) fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(1024)
