@@ -90,6 +90,35 @@ pub(crate) struct Measured {
     pub(crate) heap_bytes_per_connection: f64,
 }
 
+impl Measured {
+    /// A client read path's figures: `events` in the region, allocation figures per event.
+    fn read_path(events: u64, bytes: f64, allocations: f64, per_connection: f64) -> Self {
+        Self {
+            events,
+            heap_bytes_per_event: Some(bytes),
+            allocations_per_event: Some(allocations),
+            heap_bytes_per_connection: per_connection,
+        }
+    }
+}
+
+/// Feeds the first `warmup` of `items` (one wire write each) to `run` outside the region, then
+/// the rest inside it; returns the region's allocation figures per item.
+fn warm_then_region(
+    rt: &Runtime,
+    items: &[Vec<u8>],
+    warmup: u64,
+    mut run: impl AsyncFnMut(&[Vec<u8>]) -> anyhow::Result<()>,
+) -> anyhow::Result<(f64, f64)> {
+    let (head, measured) = items.split_at(usize::try_from(warmup)?);
+    rt.block_on(run(head))?;
+    let mut result = Ok(());
+    let events = measured.len() as u64;
+    let figures = region(rt, events, async || result = run(measured).await)?;
+    result?;
+    Ok(figures)
+}
+
 /// Runs `work` as the measured region. Never inlined: callgrind finds it by name.
 #[inline(never)]
 pub(crate) fn figures_measured_region(work: &mut dyn FnMut()) {
@@ -306,7 +335,7 @@ fn sse_client(scale: Scale) -> anyhow::Result<Measured> {
     })?;
     let per_connection = per(live(&stats()?) - live(&before), connections as u64);
     let (reader, parser, accounting, server) = streams.first_mut().context("no connection")?;
-    let mut run = async |chunks: &[Vec<u8>]| -> anyhow::Result<()> {
+    let run = async |chunks: &[Vec<u8>]| -> anyhow::Result<()> {
         for chunk in chunks {
             let mut broken = false;
             let mut feed = |data: &[u8]| {
@@ -327,18 +356,14 @@ fn sse_client(scale: Scale) -> anyhow::Result<Measured> {
         }
         Ok(())
     };
-    let (head, measured) = chunks.split_at(usize::try_from(warmup)?);
-    rt.block_on(run(head))?;
-    let mut result = Ok(());
-    let (bytes, allocations) = region(&rt, events, async || result = run(measured).await)?;
-    result?;
+    let (bytes, allocations) = warm_then_region(&rt, &chunks, warmup, run)?;
     accounting.check(warmup + events)?;
-    Ok(Measured {
+    Ok(Measured::read_path(
         events,
-        heap_bytes_per_event: Some(bytes),
-        allocations_per_event: Some(allocations),
-        heap_bytes_per_connection: per_connection,
-    })
+        bytes,
+        allocations,
+        per_connection,
+    ))
 }
 
 /// One unmasked server text frame.
@@ -418,7 +443,7 @@ fn ws_client(scale: Scale) -> anyhow::Result<Measured> {
     })?;
     let per_connection = per(live(&stats()?) - live(&before), connections as u64);
     let (ws, accounting, server) = sockets.first_mut().context("no connection")?;
-    let mut run = async |frames: &[Vec<u8>]| -> anyhow::Result<()> {
+    let run = async |frames: &[Vec<u8>]| -> anyhow::Result<()> {
         for frame in frames {
             let (message, written) = tokio::join!(ws.next(), async { server.write_all(frame) });
             written?;
@@ -429,18 +454,14 @@ fn ws_client(scale: Scale) -> anyhow::Result<Measured> {
         }
         Ok(())
     };
-    let (head, measured) = frames.split_at(usize::try_from(warmup)?);
-    rt.block_on(run(head))?;
-    let mut result = Ok(());
-    let (bytes, allocations) = region(&rt, events, async || result = run(measured).await)?;
-    result?;
+    let (bytes, allocations) = warm_then_region(&rt, &frames, warmup, run)?;
     accounting.check(warmup + events)?;
-    Ok(Measured {
+    Ok(Measured::read_path(
         events,
-        heap_bytes_per_event: Some(bytes),
-        allocations_per_event: Some(allocations),
-        heap_bytes_per_connection: per_connection,
-    })
+        bytes,
+        allocations,
+        per_connection,
+    ))
 }
 
 /// rt-server on a current-thread runtime of its own thread; this thread opens `streams` SSE
