@@ -9,10 +9,12 @@ use clap::{Args, Parser, Subcommand};
 use crate::commands::{self, CalibrateCommand, RunCommand};
 use crate::live::raw_samples::{DEFAULT_LIMIT, RawSamplesOptions};
 use crate::live::run::DEFAULT_SEED;
+use crate::live::start_at::StartAt;
 use crate::live::transport::TlsOptions;
 use crate::results::compare::{CompareOptions, Tolerances};
 use crate::scenario::{
-    Header, ResolvePin, TargetUrl, parse_target_url, units_parse_duration as duration,
+    Header, ResolvePin, RunShard, ShardError, TargetUrl, parse_target_url,
+    units_parse_duration as duration,
 };
 
 /// Load-test SSE and WebSocket endpoints from a scenario file.
@@ -33,7 +35,13 @@ pub enum Command {
     Validate {
         /// The scenario file.
         file: PathBuf,
+        /// Print this shard's share of the run (see `run --shard`).
+        #[command(flatten)]
+        shard: ShardArgs,
     },
+    /// Merge the run directories of a sharded run into one (exact: histograms merged, counts
+    /// summed and reconciled, thresholds re-evaluated); exits like `run`.
+    Merge(MergeArgs),
     /// (Re)write report.html of a run directory from its files.
     Report {
         /// The run directory.
@@ -98,6 +106,60 @@ pub struct RunArgs {
     #[arg(long, value_name = "ROWS", requires = "raw_samples", default_value_t = DEFAULT_LIMIT,
           value_parser = clap::value_parser!(u64).range(1..))]
     raw_samples_limit: u64,
+    /// Run only this shard's share of the scenario (see `--shard`, `--shards`).
+    #[command(flatten)]
+    shard: ShardArgs,
+    /// Start the connect phase at this wall-clock instant (RFC 3339 or Unix seconds), as
+    /// every shard of a run does; a start more than 2 s in the past is an error.
+    #[arg(long, env = "LOADGEN_START_AT", value_name = "TIME", value_parser = StartAt::parse)]
+    start_at: Option<StartAt>,
+}
+
+/// Which share of a sharded run this process runs.
+#[derive(Debug, Args)]
+pub struct ShardArgs {
+    /// Shard I of N (0-based), e.g. 0/3: this process runs its share of every group, keeps
+    /// the connection indices of the whole run, and runs publishers only as shard 0 (or its
+    /// share of a `split = true` publisher).
+    #[arg(
+        long,
+        env = "LOADGEN_SHARD",
+        value_name = "I/N",
+        conflicts_with = "shards"
+    )]
+    shard: Option<RunShard>,
+    /// N shards, the index from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    shards: Option<u32>,
+}
+
+impl ShardArgs {
+    /// The shard asked for, if any (`--shards` reads `JOB_COMPLETION_INDEX`).
+    fn resolve(&self) -> Result<Option<RunShard>, ShardError> {
+        match (self.shard, self.shards) {
+            (Some(shard), _) => Ok(Some(shard)),
+            (None, Some(count)) => RunShard::from_job_index(
+                std::env::var("JOB_COMPLETION_INDEX").ok().as_deref(),
+                count,
+            )
+            .map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// `loadgen merge` arguments.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shards' run directories (or directories holding them).
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// Where the merged run directory goes.
+    #[arg(long)]
+    out: PathBuf,
+    /// Merge even when shards are missing; the verdict says which (and fails).
+    #[arg(long)]
+    allow_partial: bool,
 }
 
 /// `loadgen compare` arguments.
@@ -172,7 +234,16 @@ fn non_negative(text: &str) -> Result<f64, String> {
 pub async fn dispatch(command: Command) -> i32 {
     match command {
         Command::Run(a) => {
+            let shard = match a.shard.resolve() {
+                Ok(shard) => shard,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return 2;
+                }
+            };
             commands::run(RunCommand {
+                shard,
+                start_at: a.start_at,
                 raw_samples: a.raw_samples.map(|path| RawSamplesOptions {
                     path,
                     limit: a.raw_samples_limit,
@@ -194,7 +265,14 @@ pub async fn dispatch(command: Command) -> i32 {
             })
             .await
         }
-        Command::Validate { file } => commands::validate(&file),
+        Command::Validate { file, shard } => match shard.resolve() {
+            Ok(shard) => commands::validate(&file, shard),
+            Err(e) => {
+                eprintln!("error: {e}");
+                2
+            }
+        },
+        Command::Merge(a) => commands::merge(&a.dirs, &a.out, a.allow_partial),
         Command::Report { dir } => commands::report(&dir),
         Command::Compare(a) => {
             let mut options = CompareOptions {

@@ -13,9 +13,10 @@ use std::time::Duration;
 use crate::live::calibrate::{CalibrateError, CalibrateOptions};
 use crate::live::raw_samples::RawSamplesOptions;
 use crate::live::run::{Progress, RunOptions};
+use crate::live::start_at::StartAt;
 use crate::live::transport::TlsOptions;
 use crate::results::compare::CompareOptions;
-use crate::scenario::{Header, ResolvePin, TargetUrl};
+use crate::scenario::{Header, ResolvePin, RunShard, TargetUrl};
 
 /// `loadgen run`.
 #[derive(Debug)]
@@ -44,6 +45,10 @@ pub struct RunCommand {
     pub resolve: Vec<ResolvePin>,
     /// `--ca-file`, `--insecure`.
     pub tls: TlsOptions,
+    /// `--shard I/N` (or `--shards N` with the job's index): run this share only.
+    pub shard: Option<RunShard>,
+    /// `--start-at`: start the connect phase at this instant.
+    pub start_at: Option<StartAt>,
 }
 
 /// The TCP connections a plan opens at most: the streams of an `http = "2"` group share
@@ -74,6 +79,26 @@ pub async fn run(cmd: RunCommand) -> i32 {
     };
     scenario.scale_down(cmd.max_clients, cmd.duration);
     scenario.add_headers(&cmd.headers);
+    if let Some(shard) = cmd.shard {
+        scenario = match scenario.shard(shard) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        };
+        if shard.count > 1 && cmd.target.is_none() && scenario.target.is_none() {
+            eprintln!(
+                "error: a sharded run needs one target for every shard: give --target URL (or `target` in the scenario); each shard would otherwise start its own bundled server"
+            );
+            return 2;
+        }
+    }
+    // Checked before anything starts; checked again when the run is ready to start.
+    if let Some(Err(e)) = cmd.start_at.map(|at| at.wait_from(wire::now_unix_us())) {
+        eprintln!("error: {e}");
+        return 2;
+    }
     let insecure = cmd.tls.insecure;
     if insecure {
         eprintln!("WARNING: {}", crate::results::output::INSECURE_WARNING);
@@ -109,6 +134,7 @@ pub async fn run(cmd: RunCommand) -> i32 {
         cancel: Some(cancel_rx),
         raw_samples: cmd.raw_samples,
         seed: cmd.seed,
+        start_at: cmd.start_at,
     };
     match crate::run(options).await {
         Ok(report) => {
@@ -156,14 +182,36 @@ fn redacted(args: impl Iterator<Item = String>) -> Vec<String> {
     out
 }
 
-/// Prints what a run of `file` would do.
+/// Prints what a run of `file` (or of `shard`'s share of it) would do.
 #[must_use]
-pub fn validate(file: &Path) -> i32 {
-    match crate::scenario::load(file) {
+pub fn validate(file: &Path, shard: Option<RunShard>) -> i32 {
+    let scenario = crate::scenario::load(file)
+        .map_err(|e| e.to_string())
+        .and_then(|s| match shard {
+            Some(shard) => s.shard(shard).map_err(|e| e.to_string()),
+            None => Ok(s),
+        });
+    match scenario {
         Ok(s) => {
             print!("{}", s.plan());
             println!("ok: {} is valid", file.display());
             0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}
+
+/// Merges the run directories of a sharded run into `out`; prints the table and exits as
+/// `run` would (2 for directories that do not belong together).
+#[must_use]
+pub fn merge(dirs: &[PathBuf], out: &Path, allow_partial: bool) -> i32 {
+    match crate::results::merge::merge_dirs(dirs, out, allow_partial) {
+        Ok(merged) => {
+            print!("{}", merged.table);
+            merged.exit_code
         }
         Err(e) => {
             eprintln!("error: {e}");

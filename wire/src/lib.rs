@@ -10,4 +10,6 @@
 pub mod sse;
 pub mod stamp;
 
-pub use stamp::{Stamp, StampError, StampFields, StampedMessage, TimeUnit, now_unix_us};
+pub use stamp::{
+    SERVER_TIME_HEADER, Stamp, StampError, StampFields, StampedMessage, TimeUnit, now_unix_us,
+};

@@ -30,6 +30,11 @@ pub enum StampError {
     ReservedField(String),
 }
 
+/// Response header of the bundled server's `GET /healthz`: its wall clock when it answered,
+/// Unix epoch microseconds. Load generators estimate their clock offset against the target
+/// from it with an NTP-style round trip (offset = server time - midpoint of the request).
+pub const SERVER_TIME_HEADER: &str = "x-server-time-us";
+
 /// Current wall-clock time as Unix epoch microseconds.
 ///
 /// Saturates at `u64::MAX` (year 586,524) and returns 0 for clocks set before 1970.

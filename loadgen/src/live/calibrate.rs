@@ -290,6 +290,7 @@ fn run_options(scenario: Scenario, o: &CalibrateOptions, dir: &Path) -> RunOptio
         cancel: None,
         raw_samples: None,
         seed: DEFAULT_SEED,
+        start_at: None,
     }
 }
 

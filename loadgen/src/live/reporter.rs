@@ -204,12 +204,12 @@ async fn reporter(mut a: ReporterArgs, mut stop: watch::Receiver<bool>) -> Gathe
 
 /// The `.hlog` files of a run, one per metric (a metric whose file cannot be created has
 /// none, and then no log is written at all).
-struct HlogFiles {
+pub(crate) struct HlogFiles {
     files: Vec<BufWriter<std::fs::File>>,
     serializers: Vec<V2DeflateSerializer>,
 }
 
-type HlogWriter<'a> = hdrhistogram::serialization::interval_log::IntervalLogWriter<
+pub(crate) type HlogWriter<'a> = hdrhistogram::serialization::interval_log::IntervalLogWriter<
     'a,
     'a,
     BufWriter<std::fs::File>,
@@ -217,7 +217,7 @@ type HlogWriter<'a> = hdrhistogram::serialization::interval_log::IntervalLogWrit
 >;
 
 impl HlogFiles {
-    fn create(dir: &std::path::Path) -> Self {
+    pub(crate) fn create(dir: &std::path::Path) -> Self {
         let files: Vec<_> = Metric::ALL
             .iter()
             .filter_map(|m| {
@@ -232,7 +232,7 @@ impl HlogFiles {
 
     /// Writes the log headers (base time `base`, values in µs) and returns one writer per
     /// metric, in [`Metric::ALL`] order.
-    fn begin(&mut self, base: SystemTime) -> Vec<HlogWriter<'_>> {
+    pub(crate) fn begin(&mut self, base: SystemTime) -> Vec<HlogWriter<'_>> {
         let mut builder = IntervalLogWriterBuilder::new();
         builder
             .with_base_time(base)
@@ -245,7 +245,7 @@ impl HlogFiles {
             .collect()
     }
 
-    fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         for f in &mut self.files {
             let _ = f.flush();
         }
@@ -253,7 +253,7 @@ impl HlogFiles {
 }
 
 /// Appends one interval to an `.hlog` (nothing for an empty interval).
-fn write_interval(
+pub(crate) fn write_interval(
     log: &mut HlogWriter<'_>,
     h: &hdrhistogram::Histogram<u64>,
     start: Duration,

@@ -15,17 +15,20 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, sleep_until};
 
+use crate::live::client::publisher::SeqPlan;
 use crate::live::client::{self, Ctx, GroupRun, RunCtx, Signals};
 use crate::live::host::{self, FdLimitError};
 use crate::live::raw_samples::{RawSamplesOptions, RawWriter};
 use crate::live::reporter::{self, gauge_u64};
+use crate::live::start_at::{StartAt, StartAtError};
 use crate::live::stats::Shards;
 use crate::live::target::{Probe, Target, TargetError};
 use crate::live::transport::{self, Connector, Endpoints, TlsOptions, TlsSetupError};
 use crate::results::output::{self, RunFacts};
 use crate::results::report::{self, Cpu, Memory, Outcome, Report};
+use crate::results::shard_record::{Deferred, GroupRecord, PublisherRecord, ShardRecord};
 use crate::scenario::template::Vars;
-use crate::scenario::{Arrival, Expect, Protocol, ResolvePin, Scenario, TargetUrl};
+use crate::scenario::{Arrival, Expect, Protocol, ResolvePin, Scenario, Sharding, TargetUrl};
 use server::process::{self, ProcessSample, ProcessSampler};
 
 /// How progress is shown on stderr.
@@ -52,6 +55,9 @@ impl Progress {
         }
     }
 }
+
+/// Requests of a shard's clock-offset probe (the one with the shortest round trip counts).
+const CLOCK_PROBE_ROUNDS: u32 = 8;
 
 /// The `--seed` when none is given: runs are reproducible by default.
 pub const DEFAULT_SEED: u64 = 1;
@@ -87,6 +93,8 @@ pub struct RunOptions {
     pub raw_samples: Option<RawSamplesOptions>,
     /// Seed of the `{rand:A..B}` placeholders (`--seed`): the same seed, the same values.
     pub seed: u64,
+    /// `--start-at`: the connect phase starts at this wall-clock instant.
+    pub start_at: Option<StartAt>,
 }
 
 /// A run that could not start or whose results could not be written.
@@ -104,6 +112,9 @@ pub enum RunError {
     /// The HTML report could not be built from the files written.
     #[error("cannot write the HTML report: {0}")]
     Report(#[from] crate::results::rundir::RunDirError),
+    /// `--start-at` had passed by the time the run could start.
+    #[error(transparent)]
+    StartAt(#[from] StartAtError),
     /// Results could not be written.
     #[error("cannot write results to {path}: {source}")]
     Output {
@@ -119,7 +130,7 @@ impl RunError {
     #[must_use]
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::FdLimit(_) | Self::Tls(_) => 2,
+            Self::FdLimit(_) | Self::Tls(_) | Self::StartAt(_) => 2,
             Self::Target(_) => 3,
             Self::Output { .. } | Self::Report(_) => 1,
         }
@@ -173,6 +184,14 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
         seed: opts.seed,
         tls: opts.tls.clone(),
     };
+    // Shards of one run measure their clocks against their common target before starting.
+    let clock_offset = match &opts.scenario.sharding {
+        Some(_) => probe.clock_offset(CLOCK_PROBE_ROUNDS).await,
+        None => None,
+    };
+    if let Some(at) = opts.start_at {
+        at.wait(opts.progress != Progress::Quiet).await?;
+    }
     let started_unix_us = wire::now_unix_us();
     let run_dir = output::run_dir(
         opts.out.as_deref(),
@@ -263,6 +282,11 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
     memory.server_peak = gathered.server_peak;
     let counters = shards.counters();
     let thresholds = report::evaluate(&opts.scenario.thresholds, &gathered.totals, &counters);
+    let shard = opts.scenario.sharding.as_ref().map(|s| {
+        let mut record = shard_record(&opts.scenario, s, &ctx, opts.start_at, started_unix_us);
+        record.clock_offset = clock_offset;
+        record
+    });
     let report = Report {
         scenario: opts.scenario,
         run_dir: run_dir.clone(),
@@ -283,6 +307,7 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone(),
+        shard,
     };
     output::write_all(&report, &facts).map_err(|source| RunError::Output {
         path: run_dir.clone(),
@@ -291,6 +316,71 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
     // Built from the files just written, exactly as `loadgen report` rebuilds it.
     crate::results::html::write_report(&run_dir)?;
     Ok(report)
+}
+
+/// What this shard records for `loadgen merge`: where it ran, when it started against
+/// `--start-at`, and the counts behind the expectations it left to the merge.
+fn shard_record(
+    scenario: &Scenario,
+    sharding: &Sharding,
+    ctx: &RunCtx,
+    start_at: Option<StartAt>,
+    started_unix_us: u64,
+) -> ShardRecord {
+    let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned());
+    let groups = scenario
+        .clients
+        .iter()
+        .enumerate()
+        .map(|(gi, g)| {
+            let publisher = match &g.expect {
+                Expect::Publisher(name) => scenario.publishers.iter().position(|p| &p.name == name),
+                _ => None,
+            };
+            let kind = match publisher {
+                Some(publisher) => Deferred::Publisher { publisher },
+                None => Deferred::Peers,
+            };
+            let deferred = sharding
+                .defers(&g.expect, publisher, scenario)
+                .then_some(kind);
+            GroupRecord {
+                name: g.name.clone(),
+                whole_count: sharding.groups[gi].whole_count,
+                conn_base: sharding.groups[gi].conn_base,
+                connections: g.count,
+                settled: ctx.settled[gi].load(Ordering::Acquire),
+                sent: ctx.group_sent[gi].load(Ordering::Acquire),
+                deferred,
+            }
+        })
+        .collect();
+    let publishers = scenario
+        .publishers
+        .iter()
+        .enumerate()
+        .map(|(pi, p)| PublisherRecord {
+            name: p.name.clone(),
+            publishes_here: scenario.publishes_here(pi),
+            split: p.split,
+            published: ctx.published(pi),
+        })
+        .collect();
+    ShardRecord {
+        index: sharding.shard.index,
+        count: sharding.shard.count,
+        host: read("/proc/sys/kernel/hostname"),
+        clock_source: read("/sys/devices/system/clocksource/clocksource0/current_clocksource"),
+        start_at_unix_us: start_at.map(|a| a.unix_us),
+        clock_offset: None,
+        start_offset_us: start_at.map(|a| {
+            i64::try_from(started_unix_us).unwrap_or(i64::MAX)
+                - i64::try_from(a.unix_us).unwrap_or(i64::MAX)
+        }),
+        whole_plan: sharding.whole_plan.clone(),
+        groups,
+        publishers,
+    }
 }
 
 /// Creates the `--raw-samples` file, if asked for.
@@ -339,27 +429,34 @@ fn spawn_load(
     t0: Instant,
 ) -> (JoinSet<()>, Duration) {
     let mut tasks = JoinSet::new();
-    let mut conn_index = 0usize;
     let mut last_arrival = Duration::ZERO;
+    let shard_count = u64::from(scenario.run_shard().count);
     for (gi, group) in scenario.clients.iter().enumerate() {
         let publisher = match &group.expect {
             Expect::Publisher(name) => scenario.publishers.iter().position(|p| &p.name == name),
             _ => None,
         };
+        let split = publisher.is_some_and(|p| scenario.publishers[p].split);
         let run = Arc::new(GroupRun {
             index: gi,
             spec: group.clone(),
             publisher,
+            sources: if split { shard_count } else { 1 },
+            deferred: scenario
+                .sharding
+                .as_ref()
+                .is_some_and(|s| s.defers(&group.expect, publisher, scenario)),
             h2: client::h2pool::H2Pool::default(),
         });
         for i in 0..group.count {
             let offset = arrival_offset(group.arrival, i, group.count);
             last_arrival = last_arrival.max(offset);
-            let shard = shards.for_index(conn_index);
+            let (conn, group_conn) = scenario.connection_index(gi, i);
+            let shard = shards.for_index(usize::try_from(conn).unwrap_or(usize::MAX));
             let start_at = t0 + offset;
             let vars = Vars {
-                conn: conn_index as u64,
-                group_conn: u64::from(i),
+                conn,
+                group_conn: u64::from(group_conn),
                 seed: ctx.seed,
             };
             let (ctx, run) = (Arc::clone(ctx), Arc::clone(&run));
@@ -367,12 +464,21 @@ fn spawn_load(
                 Protocol::Sse => tasks.spawn(client::sse::run(ctx, run, shard, start_at, vars)),
                 Protocol::Ws => tasks.spawn(client::ws::run(ctx, run, shard, start_at, vars)),
             };
-            conn_index += 1;
         }
     }
+    let shard = scenario.run_shard();
     for (pi, p) in scenario.publishers.iter().enumerate() {
-        let (ctx, shard) = (Arc::clone(ctx), shards.for_index(pi));
-        tasks.spawn(client::publisher::run(ctx, p.clone(), pi, shard));
+        if !scenario.publishes_here(pi) {
+            continue;
+        }
+        // A split publisher's share interleaves its sequence numbers with the other shards'.
+        let seqs = if p.split {
+            SeqPlan::interleaved(shard)
+        } else {
+            SeqPlan::WHOLE
+        };
+        let (ctx, stats) = (Arc::clone(ctx), shards.for_index(pi));
+        tasks.spawn(client::publisher::run(ctx, p.clone(), pi, stats, seqs));
     }
     (tasks, last_arrival)
 }

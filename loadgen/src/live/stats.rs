@@ -199,6 +199,37 @@ impl Counters {
         self.bytes_received += o.bytes_received;
     }
 
+    /// Counters read back by name, as `counters.csv` holds them (derived rows such as `lost`
+    /// and `errors` are recomputed, not read); a name `value` does not know reads as 0.
+    #[must_use]
+    pub fn from_named(value: impl Fn(&str) -> Option<u64>) -> Self {
+        let v = |name: &str| value(name).unwrap_or(0);
+        Self {
+            connections_attempted: v("connections_attempted"),
+            connections_established: v("connections_established"),
+            failed_refused: v("failed_refused"),
+            failed_timeout: v("failed_timeout"),
+            failed_reset: v("failed_reset"),
+            failed_status: v("failed_status"),
+            failed_content_type: v("failed_content_type"),
+            failed_tls: v("failed_tls"),
+            failed_other: v("failed_other"),
+            streams_dropped: v("streams_dropped"),
+            reconnects: v("reconnects"),
+            h2_connections: v("h2_connections"),
+            messages_sent: v("messages_sent"),
+            send_errors: v("send_errors"),
+            messages_expected: v("messages_expected"),
+            messages_received: v("messages_received"),
+            gaps: v("gaps"),
+            duplicates: v("duplicates"),
+            out_of_order: v("out_of_order"),
+            parse_errors: v("parse_errors"),
+            server_drops: v("server_drops"),
+            bytes_received: v("bytes_received"),
+        }
+    }
+
     /// Failed connection attempts, all causes.
     #[must_use]
     pub fn connections_failed(&self) -> u64 {
@@ -413,6 +444,40 @@ mod tests {
         shards.for_index(1).record(Metric::Delivery, 7);
         let next = collector.collect(&shards).get(Metric::Delivery);
         assert_eq!((next.len(), next.max()), (1, 7), "spares were cleared");
+    }
+
+    #[test]
+    fn counters_read_back_by_name_equal_what_was_written() {
+        let mut c = Counters::default();
+        let rows_before = c.rows();
+        // Every field a distinct value: a field read from the wrong name would show.
+        c.connections_attempted = 1;
+        c.connections_established = 2;
+        c.failed_refused = 3;
+        c.failed_timeout = 4;
+        c.failed_reset = 5;
+        c.failed_status = 6;
+        c.failed_content_type = 7;
+        c.failed_tls = 8;
+        c.failed_other = 9;
+        c.streams_dropped = 10;
+        c.reconnects = 11;
+        c.h2_connections = 12;
+        c.messages_sent = 13;
+        c.send_errors = 14;
+        c.messages_expected = 15;
+        c.messages_received = 16;
+        c.gaps = 17;
+        c.duplicates = 18;
+        c.out_of_order = 19;
+        c.parse_errors = 20;
+        c.server_drops = 21;
+        c.bytes_received = 22;
+        let rows = c.rows();
+        assert_eq!(rows.len(), rows_before.len());
+        let back =
+            Counters::from_named(|name| rows.iter().find(|(n, _)| *n == name).map(|(_, v)| *v));
+        assert_eq!(back, c);
     }
 
     #[test]

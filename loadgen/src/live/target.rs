@@ -232,6 +232,54 @@ impl Probe {
             .map_err(|_| format!("GET {path} timed out"))?
     }
 
+    /// Estimates this machine's clock offset against the target's (NTP-style): `rounds`
+    /// `GET /healthz` on one kept-alive connection, each timed from just before the request
+    /// to its answer; the answer's [`wire::SERVER_TIME_HEADER`] minus the midpoint is the
+    /// offset, and the round with the shortest round trip wins (its error is at most half its
+    /// round trip). `None` when the target sends no such header (not the bundled server).
+    pub(crate) async fn clock_offset(&self, rounds: u32) -> Option<ClockOffset> {
+        let work = async {
+            let url = &self.endpoint.url;
+            let opened = self
+                .connector
+                .open(url, self.endpoint.addr_for(0), None, Alpn::Http1)
+                .await
+                .ok()?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(opened.stream))
+                    .await
+                    .ok()?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            let mut best: Option<ClockOffset> = None;
+            for _ in 0..rounds {
+                let req = hyper::Request::get("/healthz")
+                    .header("host", url.host_header())
+                    .body(Empty::<Bytes>::new())
+                    .ok()?;
+                sender.ready().await.ok()?;
+                let sent = wire::now_unix_us();
+                let res = sender.send_request(req).await.ok()?;
+                let answered = wire::now_unix_us();
+                let server: u64 = res
+                    .headers()
+                    .get(wire::SERVER_TIME_HEADER)?
+                    .to_str()
+                    .ok()?
+                    .parse()
+                    .ok()?;
+                let _ = res.into_body().collect().await;
+                let sample = ClockOffset::from_round(sent, server, answered);
+                if best.is_none_or(|b| sample.rtt_us < b.rtt_us) {
+                    best = Some(sample);
+                }
+            }
+            best
+        };
+        timeout(Duration::from_secs(10), work).await.ok().flatten()
+    }
+
     /// Scrapes `/metrics` into `series -> value` (Prometheus text format); empty when the
     /// target has no such endpoint.
     pub(crate) async fn scrape(&self) -> BTreeMap<String, f64> {
@@ -246,6 +294,29 @@ impl Probe {
         tcp_connect_from(self.endpoint.addr_for(0), None)
             .await
             .is_ok()
+    }
+}
+
+/// This machine's clock against the target's, from one request/answer round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClockOffset {
+    /// Target clock minus this machine's clock, µs (positive: the target is ahead).
+    pub offset_us: i64,
+    /// The round trip the estimate came from, µs: the offset is true within half of it.
+    pub rtt_us: u64,
+}
+
+impl ClockOffset {
+    /// From a round sent at `sent`, answered at `answered` (this clock) with the target's
+    /// time `server`, all Unix µs.
+    #[must_use]
+    pub fn from_round(sent: u64, server: u64, answered: u64) -> Self {
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let midpoint = as_i64(sent) + as_i64(answered.saturating_sub(sent)) / 2;
+        Self {
+            offset_us: as_i64(server) - midpoint,
+            rtt_us: answered.saturating_sub(sent),
+        }
     }
 }
 
@@ -264,6 +335,20 @@ pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_offset_is_server_time_minus_the_round_s_midpoint() {
+        // Sent at 1,000, answered at 1,400: midpoint 1,200; the server said 1,500.
+        assert_eq!(
+            ClockOffset::from_round(1_000, 1_500, 1_400),
+            ClockOffset {
+                offset_us: 300,
+                rtt_us: 400
+            }
+        );
+        // A server behind this clock.
+        assert_eq!(ClockOffset::from_round(1_000, 900, 1_200).offset_us, -200);
+    }
 
     #[test]
     fn prometheus_lines_parse() {

@@ -4,6 +4,8 @@
 
 pub mod compare;
 pub mod html;
+pub mod merge;
 pub mod output;
 pub mod report;
 pub mod rundir;
+pub mod shard_record;

@@ -118,9 +118,18 @@ fn csv_text<T: serde::Serialize>(rows: impl IntoIterator<Item = T>) -> String {
 /// `summary.csv`: one row per latency metric (µs), then the RSS samples of both sides (bytes).
 #[must_use]
 pub fn summary_csv(report: &Report) -> String {
+    summary_csv_of(&report.histograms, &report.timeseries)
+}
+
+/// `summary.csv` of latency `histograms` and the RSS columns of `timeseries`.
+#[must_use]
+pub fn summary_csv_of(
+    histograms: &crate::live::stats::Histograms,
+    timeseries: &[crate::results::report::Row],
+) -> String {
     let mut rows = Vec::new();
     for metric in Metric::ALL {
-        let h = report.histograms.get(metric);
+        let h = histograms.get(metric);
         if h.is_empty() {
             rows.push(SummaryOut::empty(metric.name(), "us"));
             continue;
@@ -145,7 +154,7 @@ pub fn summary_csv(report: &Report) -> String {
         ("server_rss", |r| r.server_rss_bytes),
     ];
     for (name, pick) in rss {
-        let mut samples: Vec<u64> = report.timeseries.iter().filter_map(pick).collect();
+        let mut samples: Vec<u64> = timeseries.iter().filter_map(pick).collect();
         samples.sort_unstable();
         if samples.is_empty() {
             rows.push(SummaryOut::empty(name, "bytes"));
@@ -241,16 +250,26 @@ pub fn counters_csv(report: &Report) -> String {
     csv_text(rows)
 }
 
-/// One `counters.csv` row as written; `value` is already formatted (integers stay exact).
-#[derive(serde::Serialize)]
-struct CounterOut<'a> {
+/// One `counters.csv` row as written; `value` is already formatted (integers stay exact,
+/// empty when unknown).
+#[derive(Debug, serde::Serialize)]
+pub struct CounterOut<'a> {
     name: &'a str,
     value: String,
     source: &'a str,
 }
 
+/// `counters.csv` of rows already built.
+#[must_use]
+pub fn counters_csv_of(rows: &[CounterOut<'_>]) -> String {
+    csv_text(rows)
+}
+
 impl<'a> CounterOut<'a> {
-    fn new(name: &'a str, value: String, source: &'a str) -> Self {
+    /// A row: `name`, its formatted `value`, and where it comes from (`loadgen`, `memory`,
+    /// `cpu`, `throughput`, `server`, `shard`).
+    #[must_use]
+    pub fn new(name: &'a str, value: String, source: &'a str) -> Self {
         Self {
             name,
             value,
@@ -262,18 +281,19 @@ impl<'a> CounterOut<'a> {
 /// `timeseries.csv`: one row per second.
 #[must_use]
 pub fn timeseries_csv(report: &Report) -> String {
-    if report.timeseries.is_empty() {
+    timeseries_csv_of(&report.timeseries)
+}
+
+/// `timeseries.csv` of `rows`.
+#[must_use]
+pub fn timeseries_csv_of(rows: &[crate::results::report::Row]) -> String {
+    if rows.is_empty() {
         return format!("{TIMESERIES_HEADER}\n");
     }
-    csv_text(
-        report
-            .timeseries
-            .iter()
-            .map(|r| crate::results::report::Row {
-                t_s: one_decimal(r.t_s),
-                ..r.clone()
-            }),
-    )
+    csv_text(rows.iter().map(|r| crate::results::report::Row {
+        t_s: one_decimal(r.t_s),
+        ..r.clone()
+    }))
 }
 
 /// `run.json`: scenario, versions, command line, start time, machine, verdict.
@@ -307,7 +327,9 @@ pub fn run_json(report: &Report, facts: &RunFacts) -> serde_json::Value {
             "description": report.scenario.description,
             "file": facts.scenario_file.as_ref().map(|p| p.display().to_string()),
             "plan": report.scenario.plan(),
-            "plan_key": report.scenario.plan_key(),
+            // The whole run's key: a shard, the merge of all shards and the unsharded run
+            // compare as the same plan.
+            "plan_key": report.scenario.whole_plan_key(),
         },
         "versions": {
             "loadgen": env!("CARGO_PKG_VERSION"),
@@ -319,6 +341,7 @@ pub fn run_json(report: &Report, facts: &RunFacts) -> serde_json::Value {
         "header_names": header_names(&report.scenario),
         "target": facts.target,
         "started_at": rfc3339(report.started_unix_us),
+        "started_unix_us": report.started_unix_us,
         "elapsed_s": report.elapsed.as_secs_f64(),
         "measured_s": report.scenario.run.duration.as_secs_f64(),
         "machine": crate::live::host::machine(),
@@ -337,6 +360,7 @@ pub fn run_json(report: &Report, facts: &RunFacts) -> serde_json::Value {
             "not_written": r.not_written,
         })),
         "thresholds": thresholds,
+        "shard": report.shard,
     })
 }
 

@@ -154,6 +154,8 @@ pub struct Report {
     pub error_samples: Vec<String>,
     /// `--raw-samples`: the file and how many rows it holds.
     pub raw_samples: Option<crate::live::raw_samples::RawSamplesSummary>,
+    /// A shard of a sharded run: its facts for `loadgen merge`.
+    pub shard: Option<crate::results::shard_record::ShardRecord>,
 }
 
 /// `send_lag.p99` above this (µs) flags the run: loadgen sent late, so every latency measured
@@ -268,23 +270,8 @@ impl Report {
             Outcome::TimeLimit => out.push("hit the hard time limit".to_owned()),
             Outcome::TargetFailed(why) => out.push(format!("target failed: {why}")),
         }
-        for t in self.thresholds.iter().filter(|t| !t.passed) {
-            out.push(format!(
-                "threshold `{}` failed ({})",
-                t.rule,
-                t.actual
-                    .map_or("no samples".to_owned(), |a| fmt_value(&t.rule, a))
-            ));
-        }
-        let loss = self.counters.unexplained_loss();
-        if loss > 0 {
-            out.push(format!(
-                "{loss} expected messages were lost without the server reporting it"
-            ));
-        }
-        if self.counters.connections_established == 0 {
-            out.push("no connection was established".to_owned());
-        }
+        out.extend(threshold_failures(&self.thresholds));
+        out.extend(count_failures(&self.counters));
         if !self.error_samples.is_empty() {
             out.push(format!(
                 "connection errors: {}",
@@ -317,52 +304,8 @@ impl Report {
             self.elapsed.as_secs_f64(),
             self.run_dir.display()
         );
-        let _ = writeln!(
-            out,
-            "{:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            "latency", "count", "p50", "p90", "p99", "p99.9", "max", "mean"
-        );
-        for metric in Metric::ALL {
-            let h = self.histograms.get(metric);
-            if h.is_empty() {
-                continue;
-            }
-            let ms = |v: u64| format!("{:.2}ms", v as f64 / 1000.0);
-            let _ = writeln!(
-                out,
-                "{:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-                metric.name(),
-                h.len(),
-                ms(h.value_at_quantile(0.5)),
-                ms(h.value_at_quantile(0.9)),
-                ms(h.value_at_quantile(0.99)),
-                ms(h.value_at_quantile(0.999)),
-                ms(h.max()),
-                format!("{:.2}ms", h.mean() / 1000.0)
-            );
-        }
-        let c = &self.counters;
-        let _ = writeln!(
-            out,
-            "connections: {} attempted, {} established, {} failed, {} reconnects",
-            c.connections_attempted,
-            c.connections_established,
-            c.connections_failed(),
-            c.reconnects
-        );
-        let _ = writeln!(
-            out,
-            "messages: {} sent, {} expected, {} received, {} lost, {} gaps, {} duplicates, {} out of order, {} parse errors, {} server-reported drops",
-            c.messages_sent,
-            c.messages_expected,
-            c.messages_received,
-            c.lost(),
-            c.gaps,
-            c.duplicates,
-            c.out_of_order,
-            c.parse_errors,
-            c.server_drops
-        );
+        latency_lines(&mut out, &self.histograms);
+        counter_lines(&mut out, &self.counters);
         let mib = |b: Option<u64>| {
             b.map_or("-".to_owned(), |b| {
                 format!("{:.1} MiB", b as f64 / 1048576.0)
@@ -406,25 +349,109 @@ impl Report {
             }
             let _ = writeln!(out);
         }
-        for t in &self.thresholds {
-            let actual = t
-                .actual
-                .map_or("no samples".to_owned(), |a| fmt_value(&t.rule, a));
-            let _ = writeln!(
-                out,
-                "{} {} (actual {actual})",
-                if t.passed { "PASS" } else { "FAIL" },
-                t.rule
-            );
-        }
-        let failures = self.failures();
-        if failures.is_empty() {
-            let _ = writeln!(out, "verdict: PASS");
-        } else {
-            let _ = writeln!(out, "verdict: FAIL: {}", failures.join("; "));
-        }
+        verdict_lines(&mut out, &self.thresholds, &self.failures());
         out
     }
+}
+
+/// Failures the counts alone show: unexplained loss, no connection at all.
+pub(crate) fn count_failures(c: &Counters) -> Vec<String> {
+    let mut out = Vec::new();
+    let loss = c.unexplained_loss();
+    if loss > 0 {
+        out.push(format!(
+            "{loss} expected messages were lost without the server reporting it"
+        ));
+    }
+    if c.connections_established == 0 {
+        out.push("no connection was established".to_owned());
+    }
+    out
+}
+
+/// The console table's latency rows (metrics without samples are left out).
+pub(crate) fn latency_lines(out: &mut String, histograms: &Histograms) {
+    let _ = writeln!(
+        out,
+        "{:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "latency", "count", "p50", "p90", "p99", "p99.9", "max", "mean"
+    );
+    for metric in Metric::ALL {
+        let h = histograms.get(metric);
+        if h.is_empty() {
+            continue;
+        }
+        let ms = |v: u64| format!("{:.2}ms", v as f64 / 1000.0);
+        let _ = writeln!(
+            out,
+            "{:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            metric.name(),
+            h.len(),
+            ms(h.value_at_quantile(0.5)),
+            ms(h.value_at_quantile(0.9)),
+            ms(h.value_at_quantile(0.99)),
+            ms(h.value_at_quantile(0.999)),
+            ms(h.max()),
+            format!("{:.2}ms", h.mean() / 1000.0)
+        );
+    }
+}
+
+/// The console table's connection and message counts.
+pub(crate) fn counter_lines(out: &mut String, c: &Counters) {
+    let _ = writeln!(
+        out,
+        "connections: {} attempted, {} established, {} failed, {} reconnects",
+        c.connections_attempted,
+        c.connections_established,
+        c.connections_failed(),
+        c.reconnects
+    );
+    let _ = writeln!(
+        out,
+        "messages: {} sent, {} expected, {} received, {} lost, {} gaps, {} duplicates, {} out of order, {} parse errors, {} server-reported drops",
+        c.messages_sent,
+        c.messages_expected,
+        c.messages_received,
+        c.lost(),
+        c.gaps,
+        c.duplicates,
+        c.out_of_order,
+        c.parse_errors,
+        c.server_drops
+    );
+}
+
+/// The console table's threshold results and verdict.
+pub(crate) fn verdict_lines(out: &mut String, thresholds: &[ThresholdResult], failures: &[String]) {
+    for t in thresholds {
+        let actual = t
+            .actual
+            .map_or("no samples".to_owned(), |a| fmt_value(&t.rule, a));
+        let _ = writeln!(
+            out,
+            "{} {} (actual {actual})",
+            if t.passed { "PASS" } else { "FAIL" },
+            t.rule
+        );
+    }
+    if failures.is_empty() {
+        let _ = writeln!(out, "verdict: PASS");
+    } else {
+        let _ = writeln!(out, "verdict: FAIL: {}", failures.join("; "));
+    }
+}
+
+/// Threshold failures as the verdict words them.
+pub(crate) fn threshold_failures(thresholds: &[ThresholdResult]) -> impl Iterator<Item = String> {
+    thresholds.iter().filter(|t| !t.passed).map(|t| {
+        format!(
+            "threshold `{}` failed ({})",
+            t.rule,
+            t.actual
+                .map_or("no samples".to_owned(), |a| fmt_value(&t.rule, a))
+        )
+    })
 }
 
 fn fmt_value(rule: &Threshold, v: f64) -> String {

@@ -325,8 +325,22 @@ impl From<SummaryIn> for SummaryRow {
     }
 }
 
-/// Adds every interval of an `.hlog` file into `histograms`.
-fn merge_hlog(path: &Path, metric: Metric, histograms: &mut Histograms) -> Result<(), RunDirError> {
+/// One interval of an `.hlog` file.
+#[derive(Debug, Clone)]
+pub struct HlogInterval {
+    /// Start, Unix seconds (the log's BaseTime plus the interval's timestamp).
+    pub start_unix_s: f64,
+    /// Length, seconds.
+    pub length_s: f64,
+    /// The interval's samples, µs.
+    pub histogram: hdrhistogram::Histogram<u64>,
+}
+
+/// Every interval of an `.hlog` file, in file order.
+///
+/// # Errors
+/// [`RunDirError`] naming the file when it cannot be read or is not an interval log.
+pub fn hlog_intervals(path: &Path) -> Result<Vec<HlogInterval>, RunDirError> {
     let bytes = std::fs::read(path).map_err(|source| RunDirError::Io {
         path: path.to_path_buf(),
         source,
@@ -337,19 +351,38 @@ fn merge_hlog(path: &Path, metric: Metric, histograms: &mut Histograms) -> Resul
         message,
     };
     let mut deserializer = Deserializer::new();
-    let mut merged = Histograms::default();
+    let mut base_s = 0.0;
+    let mut out = Vec::new();
     for entry in IntervalLogIterator::new(&bytes) {
         let entry = entry.map_err(|e| bad(format!("not an HdrHistogram interval log ({e:?})")))?;
-        let LogEntry::Interval(interval) = entry else {
-            continue;
+        let interval = match entry {
+            LogEntry::BaseTime(base) => {
+                base_s = base.as_secs_f64();
+                continue;
+            }
+            LogEntry::Interval(interval) => interval,
+            LogEntry::StartTime(_) => continue,
         };
         let encoded = base64::engine::general_purpose::STANDARD
             .decode(interval.encoded_histogram())
             .map_err(|e| bad(format!("interval is not base64: {e}")))?;
-        let h: hdrhistogram::Histogram<u64> = deserializer
+        let histogram: hdrhistogram::Histogram<u64> = deserializer
             .deserialize(&mut encoded.as_slice())
             .map_err(|e| bad(format!("interval histogram is corrupt: {e:?}")))?;
-        for v in h.iter_recorded() {
+        out.push(HlogInterval {
+            start_unix_s: base_s + interval.start_timestamp().as_secs_f64(),
+            length_s: interval.duration().as_secs_f64(),
+            histogram,
+        });
+    }
+    Ok(out)
+}
+
+/// Adds every interval of an `.hlog` file into `histograms`.
+fn merge_hlog(path: &Path, metric: Metric, histograms: &mut Histograms) -> Result<(), RunDirError> {
+    let mut merged = Histograms::default();
+    for interval in hlog_intervals(path)? {
+        for v in interval.histogram.iter_recorded() {
             merged.record_n(metric, v.value_iterated_to(), v.count_at_value());
         }
     }
@@ -403,6 +436,7 @@ mod tests {
             thresholds: Vec::new(),
             error_samples: Vec::new(),
             raw_samples: None,
+            shard: None,
         };
         crate::results::output::write_all(&report, &crate::results::output::RunFacts::default())
             .expect("written");

@@ -6,6 +6,7 @@
 
 pub mod headers;
 mod raw;
+pub mod shard;
 pub mod target_url;
 pub mod template;
 pub mod threshold;
@@ -21,6 +22,7 @@ use toml::Spanned;
 use wire::{StampFields, TimeUnit};
 
 pub use headers::Header;
+pub use shard::{RunShard, ShardError, Sharding};
 pub use target_url::{ResolvePin, TargetUrl};
 pub use threshold::{Op, Subject, Threshold};
 use units::{format_duration, parse_duration};
@@ -293,6 +295,9 @@ pub struct Publisher {
     pub target: Option<TargetUrl>,
     /// WS publishers: the text prefix of every message (`frame = { prefix = ".." }`).
     pub frame: FrameSpec,
+    /// Sharded runs: every shard publishes its share of `rate` (`split = true`) instead of
+    /// shard 0 publishing all of it.
+    pub split: bool,
 }
 
 /// Timing of a run.
@@ -386,6 +391,8 @@ pub struct Scenario {
     pub publishers: Vec<Publisher>,
     /// Pass/fail rules.
     pub thresholds: Vec<Threshold>,
+    /// This process's share of a sharded run ([`Scenario::shard`]); `None`: the whole run.
+    pub sharding: Option<Sharding>,
 }
 
 /// Reads and validates a scenario file.
@@ -706,6 +713,7 @@ fn validate(ctx: &Ctx<'_>, raw: raw::RawScenario) -> Result<Scenario, ScenarioEr
         clients,
         publishers,
         thresholds,
+        sharding: None,
     })
 }
 
@@ -881,6 +889,7 @@ fn validate_publisher(
             .map(|t| parse_target(ctx, t, &f("target")))
             .transpose()?,
         frame: frame_spec(ctx, r.frame.as_ref(), &f("frame"))?,
+        split: r.split,
     })
 }
 
@@ -1444,7 +1453,14 @@ impl Scenario {
             format_duration(self.run.duration),
             format_duration(self.run.time_limit)
         );
-        for g in &self.clients {
+        if let Some(s) = &self.sharding {
+            let _ = writeln!(
+                out,
+                "shard {} of a run of {} connections: this shard's share below",
+                s.shard, s.whole_connections
+            );
+        }
+        for (gi, g) in self.clients.iter().enumerate() {
             let arrival = match g.arrival {
                 Arrival::Rate(r) => format!("{r}/s"),
                 Arrival::Ramp(d) => format!("ramp over {}", format_duration(d)),
@@ -1464,12 +1480,28 @@ impl Scenario {
             if let Some(c) = g.churn {
                 let _ = write!(out, ", churn every {}", format_duration(c));
             }
+            if let Some(s) = &self.sharding {
+                let share = s.groups[gi];
+                let _ = write!(
+                    out,
+                    ", connections {{conn}} {}..{} of the group's {}",
+                    share.conn_base,
+                    share.conn_base + u64::from(g.count),
+                    share.whole_count
+                );
+            }
             let _ = writeln!(out, ")");
         }
-        for p in &self.publishers {
+        for (pi, p) in self.publishers.iter().enumerate() {
+            let share = match (&self.sharding, p.split) {
+                (None, _) => "",
+                (Some(_), true) => " (its share: split over every shard)",
+                (Some(_), false) if self.publishes_here(pi) => " (publishes from this shard only)",
+                (Some(_), false) => " (not in this shard: shard 0 publishes)",
+            };
             let _ = writeln!(
                 out,
-                "publisher {}: {:?} {} at {}/s, {} B",
+                "publisher {}: {:?} {} at {}/s, {} B{share}",
                 p.name, p.via, p.path, p.rate, p.payload_bytes
             );
         }

@@ -156,4 +156,6 @@ pub(super) struct RawPublisher {
     pub(super) headers: Option<Spanned<std::collections::BTreeMap<String, String>>>,
     pub(super) target: Option<Spanned<String>>,
     pub(super) frame: Option<Spanned<RawFrame>>,
+    #[serde(default)]
+    pub(super) split: bool,
 }

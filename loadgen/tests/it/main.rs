@@ -7,6 +7,7 @@ mod foreign;
 mod headers;
 mod report;
 mod scenarios;
+mod shards;
 mod support;
 mod targets;
 mod tls;

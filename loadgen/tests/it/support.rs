@@ -76,6 +76,7 @@ pub(crate) fn options(scenario: Scenario, target: Option<SocketAddr>, out: &Path
         cancel: None,
         raw_samples: None,
         seed: loadgen::live::run::DEFAULT_SEED,
+        start_at: None,
     }
 }
 

@@ -35,9 +35,14 @@ pub(crate) async fn page(req: &mut Request, res: &mut Response) {
     res.render(Text::Html(html));
 }
 
-/// `GET /healthz`: 200 `ok` while serving, 503 once shutdown has begun.
+/// `GET /healthz`: 200 `ok` while serving, 503 once shutdown has begun; either way with the
+/// server's wall clock in [`wire::SERVER_TIME_HEADER`] (Unix µs), for clients' clock-offset
+/// probes.
 #[handler]
 pub(crate) async fn healthz(depot: &mut Depot, res: &mut Response) {
+    if let Ok(now) = HeaderValue::from_str(&wire::now_unix_us().to_string()) {
+        res.headers_mut().insert(wire::SERVER_TIME_HEADER, now);
+    }
     if state(depot).shutdown.is_triggered() {
         res.status_code(StatusCode::SERVICE_UNAVAILABLE);
         res.render(Text::Plain("shutting down\n"));

@@ -50,5 +50,19 @@ async fn index_and_pages_are_served_as_html() {
         assert_eq!(answer.status, StatusCode::OK, "{page}");
         assert!(answer.body.contains(uses), "{page} does not use {uses}");
     }
-    assert_eq!(support::get(addr, "/healthz").await.body, "ok\n");
+    // /healthz tells the server's wall clock (clients estimate their clock offset from it):
+    // one clock here, so it lies between the request and the answer.
+    let before = wire::now_unix_us();
+    let health = support::get(addr, "/healthz").await;
+    let after = wire::now_unix_us();
+    assert_eq!(health.body, "ok\n");
+    let told: u64 = health.headers[wire::SERVER_TIME_HEADER]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("Unix microseconds");
+    assert!(
+        (before..=after).contains(&told),
+        "{before} <= {told} <= {after}"
+    );
 }

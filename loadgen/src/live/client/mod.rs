@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use crate::live::raw_samples::{RawBudget, RawSample};
 use crate::live::stats::{Metric, Shard};
-use crate::live::tracker::SeqTracker;
+use crate::live::tracker::Sequences;
 use crate::live::transport::{Connector, Endpoints};
 use crate::scenario::{ClientGroup, Expect, FrameSpec, Latency, StampSpec};
 use schedule::Slot;
@@ -116,6 +116,8 @@ pub(crate) struct RunCtx {
     pub(crate) published: Vec<AtomicU64>,
     /// Messages each client group has sent (by index).
     pub(crate) group_sent: Vec<AtomicU64>,
+    /// Connections of each client group whose accounting is final (by index).
+    pub(crate) settled: Vec<AtomicU64>,
     /// Measured messages received, all connections (for events/s).
     pub(crate) received: AtomicU64,
     /// A few distinct connection errors, for the verdict.
@@ -159,6 +161,7 @@ impl RunCtx {
             first_attempts: AtomicU64::new(0),
             published: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
             group_sent: (0..groups).map(|_| AtomicU64::new(0)).collect(),
+            settled: (0..groups).map(|_| AtomicU64::new(0)).collect(),
             received: AtomicU64::new(0),
             error_samples: Mutex::new(Vec::new()),
             raw: raw_limit.map(RawBudget::new),
@@ -262,7 +265,7 @@ pub(crate) struct Track {
     /// This connection's index over the whole run.
     pub(crate) conn: u64,
     /// Sequence accounting of the measured messages.
-    pub(crate) tracker: SeqTracker,
+    pub(crate) tracker: Sequences,
     /// Start of the current connection attempt.
     pub(crate) attempt_at: Instant,
     /// When the previous stream dropped (for `reconnect` latency).
@@ -281,7 +284,7 @@ impl Track {
     pub(crate) fn new(conn: u64) -> Self {
         Self {
             conn,
-            tracker: SeqTracker::new(1),
+            tracker: Sequences::default(),
             attempt_at: Instant::now(),
             dropped_at: None,
             sent: 0,
@@ -315,7 +318,7 @@ impl Track {
             spec.expect,
             Expect::Echo | Expect::Publisher(_) | Expect::Stream
         ) {
-            self.tracker.observe(stamp.seq);
+            self.tracker.observe(stamp.seq, group.sources);
         }
         let first_event_us = (!self.got_first).then(|| elapsed_us(self.attempt_at));
         self.got_first = true;
@@ -341,7 +344,7 @@ impl Track {
     /// `reconnect`, `interarrival` and, with the SSE id as sequence, gaps and duplicates.
     pub(crate) fn unstamped(&mut self, ctx: &RunCtx, shard: &Shard, seq: Option<u64>, bytes: u64) {
         if let Some(seq) = seq {
-            self.tracker.observe(seq);
+            self.tracker.observe(seq, 1);
         }
         let now = Instant::now();
         let first_event_us = (!self.got_first).then(|| elapsed_us(self.attempt_at));
@@ -374,7 +377,10 @@ impl Track {
     /// (per its group's `expect`) and its sequence tracker's counts.
     pub(crate) fn settle(&mut self, ctx: &RunCtx, group: &GroupRun, shard: &Shard) {
         let tracker = &mut self.tracker;
+        ctx.settled[group.index].fetch_add(1, Ordering::Relaxed);
         let expected = match &group.spec.expect {
+            // Messages from other shards: `loadgen merge` reconciles them.
+            _ if group.deferred => 0,
             Expect::Echo => {
                 tracker.finish(self.sent);
                 self.sent
@@ -390,11 +396,12 @@ impl Track {
                 .saturating_sub(self.sent),
             Expect::Nothing => 0,
         };
+        let (gaps, duplicates, out_of_order) = tracker.totals();
         shard.count(|c| {
             c.messages_expected += expected;
-            c.gaps += tracker.gaps;
-            c.duplicates += tracker.duplicates;
-            c.out_of_order += tracker.out_of_order;
+            c.gaps += gaps;
+            c.duplicates += duplicates;
+            c.out_of_order += out_of_order;
         });
     }
 }
@@ -454,6 +461,12 @@ pub(crate) struct GroupRun {
     pub(crate) spec: ClientGroup,
     /// Index of the publisher this group expects messages from.
     pub(crate) publisher: Option<usize>,
+    /// Sources interleaved in the expected sequence: the shard count for a split
+    /// publisher's subscribers, 1 otherwise.
+    pub(crate) sources: u64,
+    /// Loss cannot be known in this shard (messages from other shards): expected counts
+    /// are left to `loadgen merge`, sequences are still checked.
+    pub(crate) deferred: bool,
     /// SSE over HTTP/2: the group's shared connections.
     pub(crate) h2: h2pool::H2Pool,
 }

@@ -3,7 +3,8 @@
 //!
 //! Sections: verdict and failures, thresholds, latency summary, one percentile-distribution
 //! chart per latency metric (log-scaled percentile axis), time series (open connections,
-//! events/s, errors/s, RSS of both processes, per-second p99), counters, run facts.
+//! events/s, errors/s, RSS of both processes, per-second p99), counters, the shards of a
+//! merged run, run facts.
 
 mod chart;
 
@@ -103,6 +104,7 @@ pub fn render(run: &RunData) -> String {
     distribution_charts(&mut out, run);
     timeseries_charts(&mut out, &run.timeseries);
     counters(&mut out, run);
+    shards(&mut out, run);
     facts(&mut out, run);
     let _ = writeln!(
         out,
@@ -433,4 +435,46 @@ fn facts(out: &mut String, run: &RunData) {
         let _ = write!(out, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&v));
     }
     let _ = write!(out, "</table><pre id=\"plan\">{}</pre>", esc(run.plan()));
+}
+
+/// A merged run's shards: one row each (host, clock, start, connections, outcome).
+fn shards(out: &mut String, run: &RunData) {
+    let Some(list) = run.run_json["shards"].as_array() else {
+        return;
+    };
+    out.push_str("<h2>Shards</h2><table id=\"shards\"><tr><th class=\"num\">shard</th><th>host</th><th>clock source</th><th>started</th><th class=\"num\">start offset</th><th class=\"num\">clock vs target</th><th class=\"num\">connections</th><th>outcome</th><th>run directory</th></tr>");
+    let text = |v: &serde_json::Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    for s in list {
+        let offset = s["start_offset_us"]
+            .as_i64()
+            .map_or("-".to_owned(), |us| format!("{:.1} ms", us as f64 / 1000.0));
+        let clock = match (
+            s["clock_offset_us"].as_i64(),
+            s["clock_probe_rtt_us"].as_u64(),
+        ) {
+            (Some(off), Some(rtt)) => format!(
+                "{:+.3} ms (± {:.3})",
+                off as f64 / 1000.0,
+                rtt as f64 / 2000.0
+            ),
+            _ => "-".to_owned(),
+        };
+        let _ = write!(
+            out,
+            "<tr><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&text(&s["index"])),
+            esc(&text(&s["host"])),
+            esc(&text(&s["clock_source"])),
+            esc(&text(&s["started_at"])),
+            esc(&offset),
+            esc(&clock),
+            esc(&text(&s["connections"])),
+            esc(&text(&s["outcome"])),
+            esc(&text(&s["dir"])),
+        );
+    }
+    out.push_str("</table>");
+    if let Some(note) = run.run_json["merged"]["clock"].as_str() {
+        let _ = write!(out, "<p class=\"muted\">{}</p>", esc(note));
+    }
 }
