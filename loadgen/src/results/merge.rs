@@ -141,7 +141,7 @@ struct Shard {
 /// # Errors
 /// [`MergeError`] naming the directory that does not belong, or what cannot be written.
 pub fn merge_dirs(dirs: &[PathBuf], out: &Path, allow_partial: bool) -> Result<Merged, MergeError> {
-    let shards = read_shards(dirs)?;
+    let shards = read_shards(dirs, out)?;
     let first = &shards[0];
     let count = first.record.count;
     let present: BTreeSet<u32> = shards.iter().map(|s| s.record.index).collect();
@@ -356,28 +356,32 @@ pub fn merge_dirs(dirs: &[PathBuf], out: &Path, allow_partial: bool) -> Result<M
     })
 }
 
-/// Reads every shard and checks that they belong to one run.
-fn read_shards(dirs: &[PathBuf]) -> Result<Vec<Shard>, MergeError> {
+/// Reads every shard and checks that they belong to one run. In a directory of run
+/// directories, `out` and earlier merges are skipped: they are results, not shards.
+fn read_shards(dirs: &[PathBuf], out: &Path) -> Result<Vec<Shard>, MergeError> {
     let mut run_dirs = Vec::new();
     for dir in dirs {
         if rundir::is_run_dir(dir) {
-            run_dirs.push(dir.clone());
+            run_dirs.push((dir.clone(), false));
             continue;
         }
         let mut inside: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| RunDirError::from_io(dir, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| rundir::is_run_dir(p))
+            .filter(|p| rundir::is_run_dir(p) && !same_dir(p, out))
             .collect();
         if inside.is_empty() {
             return Err(MergeError::NoRuns(dir.clone()));
         }
         inside.sort();
-        run_dirs.extend(inside);
+        run_dirs.extend(inside.into_iter().map(|p| (p, true)));
     }
     let mut shards: Vec<Shard> = Vec::new();
-    for dir in run_dirs {
+    for (dir, found_inside) in run_dirs {
         let data = rundir::load(&dir)?;
+        if found_inside && !data.run_json["merged"].is_null() {
+            continue;
+        }
         let value = &data.run_json["shard"];
         if value.is_null() {
             return Err(MergeError::NotAShard(dir));
@@ -409,6 +413,11 @@ fn read_shards(dirs: &[PathBuf]) -> Result<Vec<Shard>, MergeError> {
             record,
             started_unix_us,
         });
+    }
+    if shards.is_empty() {
+        return Err(MergeError::NoRuns(
+            dirs.first().cloned().unwrap_or_default(),
+        ));
     }
     shards.sort_by_key(|s| s.record.index);
     Ok(shards)

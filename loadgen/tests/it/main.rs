@@ -3,6 +3,7 @@
 
 mod cli;
 mod correctness;
+mod deploy;
 mod foreign;
 mod headers;
 mod report;

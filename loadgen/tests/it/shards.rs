@@ -290,6 +290,20 @@ fn three_shard_processes_merge_to_the_whole_plan_and_the_union_percentiles() {
     let html = std::fs::read_to_string(merged.join("report.html")).expect("report.html");
     assert!(html.contains("id=\"shards\""));
     assert_eq!(run(&["report", text(&merged)]).status.code(), Some(0));
+    // The directory holding the shards merges the same; the earlier merge in it is skipped.
+    let again = dir.join("again");
+    let out = run(&["merge", text(&dir), "--out", text(&again)]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(delivery_summary(&again), want);
+    assert_eq!(
+        counter(&again, "messages_expected"),
+        counter(&merged, "messages_expected")
+    );
     let compared = run(&["compare", text(&merged), text(&merged)]);
     assert_eq!(
         compared.status.code(),
