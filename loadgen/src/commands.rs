@@ -87,7 +87,7 @@ pub async fn run(cmd: RunCommand) -> i32 {
                 return 2;
             }
         };
-        if shard.count > 1 && cmd.target.is_none() && scenario.target.is_none() {
+        if shard.count > 1 && cmd.target.is_none() && scenario.uses_bundled_server() {
             eprintln!(
                 "error: a sharded run needs one target for every shard: give --target URL (or `target` in the scenario); each shard would otherwise start its own bundled server"
             );

@@ -3,6 +3,8 @@
 //! [`chromium`] drives Debian's headless Chromium over the DevTools protocol: open a page,
 //! evaluate JavaScript, collect console errors and exceptions, take screenshots.
 //! [`certs`] generates a test CA and a server certificate for TLS tests.
+//! [`netns`] builds test hosts in network namespaces (root and iproute2's `ip`).
 
 pub mod certs;
 pub mod chromium;
+pub mod netns;

@@ -219,6 +219,15 @@ impl Scenario {
         Ok(out)
     }
 
+    /// Whether some group or publisher would load the bundled server (no run `target`, and
+    /// it names none of its own): shards of one run must share their target.
+    #[must_use]
+    pub fn uses_bundled_server(&self) -> bool {
+        self.target.is_none()
+            && (self.clients.iter().any(|g| g.targets.is_empty())
+                || self.publishers.iter().any(|p| p.target.is_none()))
+    }
+
     /// This shard (`0/1` for an unsharded run).
     #[must_use]
     pub fn run_shard(&self) -> RunShard {

@@ -57,9 +57,21 @@ struct Target {
 }
 
 impl Target {
+    /// `loadgen serve` on a free loopback port.
     fn start() -> Self {
-        let mut child = Command::new(loadgen_exe())
-            .args(["serve", "--listen", "127.0.0.1:0", "--client-queue", "4096"])
+        Self::start_with(Command::new(loadgen_exe()), "127.0.0.1")
+    }
+
+    /// `loadgen serve` started by `command` (e.g. inside a namespace), listening on `ip`.
+    fn start_with(mut command: Command, ip: &str) -> Self {
+        let mut child = command
+            .args([
+                "serve",
+                "--listen",
+                &format!("{ip}:0"),
+                "--client-queue",
+                "4096",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -125,19 +137,18 @@ fn delivery_summary(dir: &Path) -> Vec<u64> {
         .collect()
 }
 
-#[test]
-fn three_shard_processes_merge_to_the_whole_plan_and_the_union_percentiles() {
-    let dir = support::temp_dir("shards");
+/// Runs `SCENARIO` as three shards (shard `i` started by `command(i)`, all at one instant)
+/// against `target`, each with raw samples; returns the shards' run directories.
+fn run_three_shards(dir: &Path, target: &Target, command: impl Fn(u32) -> Command) -> Vec<PathBuf> {
     let file = dir.join("sharded.toml");
     std::fs::write(&file, SCENARIO).expect("write scenario");
-    let target = Target::start();
     // Every shard starts its connect phase at the same instant, 3 s from now.
     let start_at = (wire::now_unix_us() / 1_000_000 + 3).to_string();
     let shard_dirs: Vec<PathBuf> = (0..3).map(|i| dir.join(format!("shard{i}"))).collect();
-    let children: Vec<_> = (0..3)
+    let children: Vec<_> = (0..3u32)
         .map(|i| {
             let raw = dir.join(format!("raw{i}.csv"));
-            Command::new(loadgen_exe())
+            command(i)
                 .args([
                     "run",
                     text(&file),
@@ -151,7 +162,7 @@ fn three_shard_processes_merge_to_the_whole_plan_and_the_union_percentiles() {
                     "--raw-samples",
                     text(&raw),
                     "--out",
-                    text(&shard_dirs[i]),
+                    text(&shard_dirs[i as usize]),
                 ])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -169,49 +180,18 @@ fn three_shard_processes_merge_to_the_whole_plan_and_the_union_percentiles() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    // Shards 1 and 2 publish their share and see only part of the chat: they cannot know
-    // their subscribers' and chatters' expectations; shard records say what they left.
-    let run1: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(shard_dirs[1].join("run.json")).expect("run.json"),
-    )
-    .expect("json");
-    assert_eq!(run1["shard"]["index"], 1);
-    assert_eq!(run1["shard"]["groups"][0]["conn_base"], 4, "10 split 4/3/3");
-    assert_eq!(
-        run1["shard"]["groups"][0]["deferred"]["expect"],
-        "publisher"
-    );
-    assert_eq!(run1["shard"]["groups"][1]["deferred"]["expect"], "peers");
-    assert!(
-        run1["shard"]["start_offset_us"]
-            .as_i64()
-            .expect("offset")
-            .abs()
-            < 2_000_000
-    );
-    // One clock on both sides: the server's time lies inside the probe's round trip, so the
-    // estimated offset is within half of it.
-    let offset = run1["shard"]["clock_offset"]["offset_us"]
-        .as_i64()
-        .expect("clock offset");
-    let rtt = run1["shard"]["clock_offset"]["rtt_us"]
-        .as_i64()
-        .expect("probe round trip");
-    assert!(
-        offset.abs() <= rtt / 2 + 1,
-        "offset {offset} µs, round trip {rtt} µs"
-    );
-    assert_eq!(counter(&shard_dirs[1], "messages_expected"), 0);
+    shard_dirs
+}
 
+/// Merges `shard_dirs` into `dir/merged`; checks the counts against the whole plan (every
+/// expectation reconciled) and the delivery percentiles against the union of the shards' raw
+/// samples; returns the merged directory and those percentiles.
+fn merge_and_check(dir: &Path, shard_dirs: &[PathBuf]) -> (PathBuf, Vec<u64>) {
     let merged = dir.join("merged");
-    let out = run(&[
-        "merge",
-        text(&shard_dirs[0]),
-        text(&shard_dirs[1]),
-        text(&shard_dirs[2]),
-        "--out",
-        text(&merged),
-    ]);
+    let mut args = vec!["merge"];
+    args.extend(shard_dirs.iter().map(|d| text(d)));
+    args.extend(["--out", text(&merged)]);
+    let out = run(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -258,7 +238,7 @@ fn three_shard_processes_merge_to_the_whole_plan_and_the_union_percentiles() {
     // Percentiles: those of the union of every shard's raw delivery samples.
     let mut union =
         hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("histogram");
-    for i in 0..3 {
+    for i in 0..shard_dirs.len() {
         let raw = std::fs::read_to_string(dir.join(format!("raw{i}.csv"))).expect("raw samples");
         for line in raw.lines().skip(1) {
             let f: Vec<&str> = line.split(',').collect();
@@ -269,7 +249,7 @@ fn three_shard_processes_merge_to_the_whole_plan_and_the_union_percentiles() {
             }
         }
     }
-    let want = [
+    let want = vec![
         union.len(),
         union.min(),
         union.value_at_quantile(0.5),
@@ -280,6 +260,49 @@ fn three_shard_processes_merge_to_the_whole_plan_and_the_union_percentiles() {
     ];
     assert!(union.len() > 100, "{} samples", union.len());
     assert_eq!(delivery_summary(&merged), want);
+    (merged, want)
+}
+
+#[test]
+fn three_shard_processes_merge_to_the_whole_plan_and_the_union_percentiles() {
+    let dir = support::temp_dir("shards");
+    let target = Target::start();
+    let shard_dirs = run_three_shards(&dir, &target, |_| Command::new(loadgen_exe()));
+    // Shards 1 and 2 publish their share and see only part of the chat: they cannot know
+    // their subscribers' and chatters' expectations; shard records say what they left.
+    let run1: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(shard_dirs[1].join("run.json")).expect("run.json"),
+    )
+    .expect("json");
+    assert_eq!(run1["shard"]["index"], 1);
+    assert_eq!(run1["shard"]["groups"][0]["conn_base"], 4, "10 split 4/3/3");
+    assert_eq!(
+        run1["shard"]["groups"][0]["deferred"]["expect"],
+        "publisher"
+    );
+    assert_eq!(run1["shard"]["groups"][1]["deferred"]["expect"], "peers");
+    assert!(
+        run1["shard"]["start_offset_us"]
+            .as_i64()
+            .expect("offset")
+            .abs()
+            < 2_000_000
+    );
+    // One clock on both sides: the server's time lies inside the probe's round trip, so the
+    // estimated offset is within half of it.
+    let offset = run1["shard"]["clock_offset"]["offset_us"]
+        .as_i64()
+        .expect("clock offset");
+    let rtt = run1["shard"]["clock_offset"]["rtt_us"]
+        .as_i64()
+        .expect("probe round trip");
+    assert!(
+        offset.abs() <= rtt / 2 + 1,
+        "offset {offset} µs, round trip {rtt} µs"
+    );
+    assert_eq!(counter(&shard_dirs[1], "messages_expected"), 0);
+
+    let (merged, want) = merge_and_check(&dir, &shard_dirs);
 
     // A complete run directory that report and compare accept; run.json lists the shards.
     let j: serde_json::Value =
@@ -311,6 +334,33 @@ fn three_shard_processes_merge_to_the_whole_plan_and_the_union_percentiles() {
         "{}",
         String::from_utf8_lossy(&compared.stdout)
     );
+}
+
+#[test]
+fn shards_in_their_own_network_namespaces_merge_like_loopback_ones() {
+    // Four test hosts on 10.77.0.0/24: the target and one per shard, each with its own
+    // address and network stack (root and iproute2 needed; CI runs as root).
+    let mut net = testkit::netns::TestNet::require("lgs", 77);
+    let target_host = net.host(1).expect("target host");
+    let shard_hosts: Vec<_> = (0..3)
+        .map(|i| net.host(11 + i).expect("shard host"))
+        .collect();
+    let dir = support::temp_dir("shards-netns");
+    let target = Target::start_with(
+        target_host.command(loadgen_exe()),
+        &target_host.addr.to_string(),
+    );
+    assert!(
+        target.url.starts_with("http://10.77.0.1:"),
+        "{}",
+        target.url
+    );
+    let shard_dirs = run_three_shards(&dir, &target, |i| {
+        shard_hosts[i as usize].command(loadgen_exe())
+    });
+    // The target listens on its own namespace's address, so every connection crossed the
+    // bridge from a shard's own address; the merge is as exact as over loopback.
+    merge_and_check(&dir, &shard_dirs);
 }
 
 #[test]
