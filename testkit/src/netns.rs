@@ -55,7 +55,9 @@ fn ip(args: &[&str]) -> Result<(), String> {
 }
 
 /// Whether this process can create namespaces: root and `ip` present.
-#[must_use]
+///
+/// # Errors
+/// What is missing, and how to get it.
 pub fn available() -> Result<(), String> {
     if effective_uid() != 0 {
         return Err("network-namespace tests need root (CI runs as root)".to_owned());

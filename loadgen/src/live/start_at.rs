@@ -15,18 +15,37 @@ pub struct StartAt {
     pub unix_us: u64,
 }
 
-/// A start that is too late to keep.
+/// How far ahead a start may be: further is taken for a mistake (milliseconds given as
+/// seconds, a wrong year) rather than waited for.
+pub const MAX_AHEAD: Duration = Duration::from_secs(24 * 3600);
+
+/// A start that cannot be kept.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error(
-    "--start-at {at} is {late_s:.1} s in the past (more than the {grace_s} s grace): give a later time"
-)]
-pub struct StartAtError {
-    /// The start asked for, RFC 3339.
-    pub at: String,
-    /// How late it is, seconds.
-    pub late_s: f64,
-    /// The grace, seconds.
-    pub grace_s: u64,
+pub enum StartAtError {
+    /// Too late.
+    #[error(
+        "--start-at {at} is {late_s:.1} s in the past (more than the {grace_s} s grace): give a later time"
+    )]
+    Past {
+        /// The start asked for, RFC 3339.
+        at: String,
+        /// How late it is, seconds.
+        late_s: f64,
+        /// The grace, seconds.
+        grace_s: u64,
+    },
+    /// Too far ahead to be meant.
+    #[error(
+        "--start-at {at} is {ahead_h:.0} hours ahead (more than {max_h}): Unix seconds, not milliseconds?"
+    )]
+    TooFar {
+        /// The start asked for, RFC 3339 (or the Unix µs when beyond any date).
+        at: String,
+        /// How far ahead, hours.
+        ahead_h: f64,
+        /// The limit, hours.
+        max_h: u64,
+    },
 }
 
 impl StartAt {
@@ -51,14 +70,23 @@ impl StartAt {
     /// How long to wait from `now_us` (zero when the start is up to [`GRACE`] late).
     ///
     /// # Errors
-    /// [`StartAtError`] when the start is more than [`GRACE`] in the past.
+    /// [`StartAtError`] when the start is more than [`GRACE`] in the past or more than
+    /// [`MAX_AHEAD`] ahead.
     pub fn wait_from(self, now_us: u64) -> Result<Duration, StartAtError> {
         if self.unix_us >= now_us {
-            return Ok(Duration::from_micros(self.unix_us - now_us));
+            let ahead = Duration::from_micros(self.unix_us - now_us);
+            if ahead > MAX_AHEAD {
+                return Err(StartAtError::TooFar {
+                    at: crate::results::output::rfc3339(self.unix_us),
+                    ahead_h: ahead.as_secs_f64() / 3600.0,
+                    max_h: MAX_AHEAD.as_secs() / 3600,
+                });
+            }
+            return Ok(ahead);
         }
         let late = Duration::from_micros(now_us - self.unix_us);
         if late > GRACE {
-            return Err(StartAtError {
+            return Err(StartAtError::Past {
                 at: crate::results::output::rfc3339(self.unix_us),
                 late_s: late.as_secs_f64(),
                 grace_s: GRACE.as_secs(),
@@ -213,7 +241,12 @@ mod tests {
         assert_eq!(at.wait_from(4_000_000), Ok(Duration::from_secs(6)));
         assert_eq!(at.wait_from(11_500_000), Ok(Duration::ZERO));
         let err = at.wait_from(13_000_000).expect_err("3 s late");
-        assert!((err.late_s - 3.0).abs() < 1e-9);
+        assert!(matches!(err, StartAtError::Past { late_s, .. } if (late_s - 3.0).abs() < 1e-9));
         assert!(err.to_string().contains("3.0 s in the past"), "{err}");
+        // Milliseconds given as seconds: refused, not waited for.
+        let ms = StartAt::parse("1795341600000").expect("a number");
+        let err = ms.wait_from(1_795_341_000_000_000).expect_err("far ahead");
+        assert!(err.to_string().contains("not milliseconds?"), "{err}");
+        assert!(at.wait_from(0).is_ok(), "10 s ahead is fine");
     }
 }

@@ -186,6 +186,28 @@ impl Probe {
         &self.endpoint
     }
 
+    /// A fresh HTTP/1.1 connection to the first address (its driver runs as a task).
+    async fn http1(&self) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, String> {
+        let opened = self
+            .connector
+            .open(
+                &self.endpoint.url,
+                self.endpoint.addr_for(0),
+                None,
+                Alpn::Http1,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(opened.stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
     /// `GET path` on a fresh connection to the first address; returns status and body.
     ///
     /// # Errors
@@ -193,18 +215,7 @@ impl Probe {
     pub(crate) async fn get(&self, path: &str) -> Result<(u16, Bytes), String> {
         let work = async {
             let url = &self.endpoint.url;
-            let opened = self
-                .connector
-                .open(url, self.endpoint.addr_for(0), None, Alpn::Http1)
-                .await
-                .map_err(|e| e.to_string())?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(opened.stream))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
+            let mut sender = self.http1().await?;
             let req = hyper::Request::get(path)
                 .header("host", url.host_header())
                 .body(Empty::<Bytes>::new())
@@ -240,18 +251,7 @@ impl Probe {
     pub(crate) async fn clock_offset(&self, rounds: u32) -> Option<ClockOffset> {
         let work = async {
             let url = &self.endpoint.url;
-            let opened = self
-                .connector
-                .open(url, self.endpoint.addr_for(0), None, Alpn::Http1)
-                .await
-                .ok()?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(opened.stream))
-                    .await
-                    .ok()?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
+            let mut sender = self.http1().await.ok()?;
             let mut best: Option<ClockOffset> = None;
             for _ in 0..rounds {
                 let req = hyper::Request::get("/healthz")

@@ -4,14 +4,7 @@ use std::process::Command;
 
 use crate::support;
 
-fn loadgen(args: &[&str]) -> std::process::Output {
-    Command::new(support::loadgen_exe())
-        .args(args)
-        .env_remove("LOADGEN_TARGET")
-        .env_remove("LOADGEN_TOKEN")
-        .output()
-        .expect("run loadgen")
-}
+use support::loadgen;
 
 #[test]
 fn validate_prints_the_plan_or_names_file_line_and_field() {

@@ -100,12 +100,7 @@ impl Drop for Target {
     }
 }
 
-fn run(args: &[&str]) -> std::process::Output {
-    Command::new(loadgen_exe())
-        .args(args)
-        .output()
-        .expect("run loadgen")
-}
+use support::loadgen as run;
 
 fn text(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")

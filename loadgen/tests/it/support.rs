@@ -19,6 +19,20 @@ pub(crate) fn loadgen_exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_loadgen"))
 }
 
+/// Runs `loadgen ARGS` to the end, without the environment variables its flags read (so a
+/// developer's shell cannot change what a test checks).
+pub(crate) fn loadgen(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(loadgen_exe())
+        .args(args)
+        .env_remove("LOADGEN_TARGET")
+        .env_remove("LOADGEN_TOKEN")
+        .env_remove("LOADGEN_SHARD")
+        .env_remove("LOADGEN_START_AT")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .output()
+        .expect("run loadgen")
+}
+
 pub(crate) fn scenarios_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
 }
