@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod fuzzing;
 pub mod live;
 pub mod results;
 pub mod scenario;

@@ -9,6 +9,7 @@
 mod app;
 pub mod cli;
 pub mod config;
+pub mod fuzzing;
 mod http;
 pub mod injection;
 pub mod limits;

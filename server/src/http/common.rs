@@ -180,11 +180,19 @@ pub(crate) async fn body_object(
     max: usize,
 ) -> Result<(Map<String, Value>, usize), BodyError> {
     let text = body_text(req, max).await?;
+    Ok((parse_body_object(&text)?, text.len()))
+}
+
+/// A publish body as a JSON object; blank text is an empty object.
+///
+/// # Errors
+/// 400 naming what is wrong: not JSON, or JSON but not an object.
+pub(crate) fn parse_body_object(text: &str) -> Result<Map<String, Value>, BodyError> {
     if text.trim().is_empty() {
-        return Ok((Map::new(), text.len()));
+        return Ok(Map::new());
     }
-    match serde_json::from_str::<Value>(&text) {
-        Ok(Value::Object(map)) => Ok((map, text.len())),
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(BodyError {
             status: StatusCode::BAD_REQUEST,
             message: "request body must be a JSON object".to_owned(),

@@ -174,11 +174,8 @@ async fn publish(req: &mut Request, res: &mut Response, app: &Arc<AppState>, sce
         Ok(body) => body,
         Err(e) => return body_error(app, res, &e),
     };
-    for field in ["seq", "ts"] {
-        if object.get(field).is_some_and(|v| v.as_u64().is_none()) {
-            let msg = format!("`{field}` must be a non-negative integer");
-            return bad_request(app, res, &msg);
-        }
+    if let Some(msg) = stamp_field_error(&object) {
+        return bad_request(app, res, &msg);
     }
     let metrics = app.metrics.scenario(scenario);
     let now = wire::now_unix_us();
@@ -192,6 +189,15 @@ async fn publish(req: &mut Request, res: &mut Response, app: &Arc<AppState>, sce
         res,
         &json!({"id": published.id, "subscribers": published.subscribers}),
     );
+}
+
+/// Why a published object's `seq` or `ts` cannot be kept (present but not a non-negative
+/// integer), if it cannot.
+pub(crate) fn stamp_field_error(object: &serde_json::Map<String, Value>) -> Option<String> {
+    ["seq", "ts"]
+        .into_iter()
+        .find(|field| object.get(*field).is_some_and(|v| v.as_u64().is_none()))
+        .map(|field| format!("`{field}` must be a non-negative integer"))
 }
 
 /// `GET /sse/notifications`: named `notification` events with ids; resumes after

@@ -397,3 +397,73 @@ fn reconnect_after_a_cut_between_id_and_blank_line_resumes_after_the_dispatched_
         .expect("ok");
     assert_eq!(got[0].last_event_id, "1");
 }
+
+/// Streams built from SSE's own pieces (field lines, comments, every line end, a BOM, NUL and
+/// invalid UTF-8) and stray bytes, so that most inputs mean something to the parser.
+fn sse_streams() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    let piece = prop_oneof![
+        Just(b"data: x".to_vec()),
+        Just(b"data:".to_vec()),
+        Just(b"data".to_vec()),
+        Just(b"event: e".to_vec()),
+        Just(b"id: 7".to_vec()),
+        Just(b"id".to_vec()),
+        Just(b"retry: 250".to_vec()),
+        Just(b": comment".to_vec()),
+        Just(b"\n".to_vec()),
+        Just(b"\r".to_vec()),
+        Just(b"\r\n".to_vec()),
+        Just(b"\xEF\xBB\xBF".to_vec()),
+        Just(b"\xFF\xC3".to_vec()),
+        Just(vec![0u8]),
+        any::<u8>().prop_map(|b| vec![b]),
+    ];
+    proptest::collection::vec(piece, 0..48).prop_map(|pieces| pieces.concat())
+}
+
+/// Everything a parser reports after `chunks`: events, the ID string and buffer, retry,
+/// comments, whether a partial event was left at the end, and the first error.
+fn outcome(
+    chunks: &[&[u8]],
+    limit: usize,
+) -> (Vec<Event>, String, String, Option<u64>, u64, bool, bool) {
+    let mut parser = Parser::with_max_event_bytes(limit);
+    let mut events = Vec::new();
+    let mut failed = false;
+    for chunk in chunks {
+        if parser.feed(chunk, |e| events.push(e.into())).is_err() {
+            failed = true;
+            break;
+        }
+    }
+    let (string, buffer) = (
+        parser.last_event_id().to_owned(),
+        parser.last_event_id_buffer().to_owned(),
+    );
+    let (retry, comments) = (parser.retry_ms(), parser.comments());
+    let discarded = !failed && parser.finish();
+    (events, string, buffer, retry, comments, discarded, failed)
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_split_of_a_stream_yields_the_same_events(
+        stream in sse_streams(),
+        cuts in proptest::collection::vec(0usize..1024, 0..8),
+        limit in proptest::prop_oneof![proptest::strategy::Just(DEFAULT_MAX_EVENT_BYTES), 8usize..64],
+    ) {
+        let mut at: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();
+        at.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut from = 0;
+        for to in at.into_iter().chain([stream.len()]) {
+            chunks.push(&stream[from..to]);
+            from = to;
+        }
+        let whole = outcome(&[&stream], limit);
+        proptest::prop_assert_eq!(&outcome(&chunks, limit), &whole, "chunks {:?}", chunks);
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        proptest::prop_assert_eq!(&outcome(&bytes, limit), &whole, "byte by byte");
+    }
+}
