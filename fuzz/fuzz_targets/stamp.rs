@@ -24,9 +24,12 @@ fuzz_target!(|data: &[u8]| {
     let _ = loadgen::fuzzing::stamp(text, &spec("n", "sent_ms", TimeUnit::Ms, ""));
     let _ = loadgen::fuzzing::stamp(text, &spec("seq", "ts", TimeUnit::Ns, "/data/0"));
     let _ = loadgen::fuzzing::stamp(text, &spec("seq", "ts", TimeUnit::Us, "/1"));
-    // What the fast path accepts, the JSON tree agrees with.
-    if let Some(Ok(stamp)) = standard {
-        let value: serde_json::Value = serde_json::from_str(text).expect("accepted text is JSON");
+    // What the fast path accepts, the JSON tree agrees with, when there is one: a number
+    // beyond f64 in a field the fast path skips is valid JSON that serde_json cannot hold in
+    // a tree (the first crash this target found; see wire's stamp tests).
+    if let (Some(Ok(stamp)), Ok(value)) =
+        (standard, serde_json::from_str::<serde_json::Value>(text))
+    {
         assert_eq!(StampFields::default().decode_value(&value), Ok(stamp));
     }
 });

@@ -145,6 +145,10 @@ pub async fn run(cmd: RunCommand) -> i32 {
             report.exit_code()
         }
         Err(e) => {
+            // The run happened: its table still shows what was measured.
+            if let crate::RunError::Unwritten { report, .. } = &e {
+                print!("{}", report.table());
+            }
             eprintln!("error: {e}");
             e.exit_code()
         }

@@ -290,6 +290,22 @@ mod tests {
     }
 
     #[test]
+    fn fast_decode_reads_stamps_past_numbers_a_json_tree_cannot_hold() {
+        // Found by the `stamp` fuzz target: a payload number beyond f64 is valid JSON; the
+        // fast path skips it and reads the stamp, a serde_json tree of the text fails.
+        let text =
+            "{\r\"seq\":1,\r\"ts\":11600000000,\"payl\":10004976e77999490000,\"poad\":\"xxxx\"}";
+        assert_eq!(
+            Stamp::decode(text),
+            Ok(Stamp {
+                seq: 1,
+                ts: 11_600_000_000
+            })
+        );
+        assert!(serde_json::from_str::<Value>(text).is_err());
+    }
+
+    #[test]
     fn fast_decode_ignores_payload() {
         let stamp = Stamp::decode(r#"{"text":"x","seq":3,"ts":99}"#).expect("valid");
         assert_eq!(stamp, Stamp { seq: 3, ts: 99 });

@@ -24,7 +24,7 @@ use crate::live::start_at::{StartAt, StartAtError};
 use crate::live::stats::Shards;
 use crate::live::target::{Probe, Target, TargetError};
 use crate::live::transport::{self, Connector, Endpoints, TlsOptions, TlsSetupError};
-use crate::results::output::{self, RunFacts};
+use crate::results::output::{self, OutDirError, RunFacts};
 use crate::results::report::{self, Cpu, Memory, Outcome, Report};
 use crate::results::shard_record::{Deferred, GroupRecord, PublisherRecord, ShardRecord};
 use crate::scenario::template::Vars;
@@ -109,19 +109,23 @@ pub enum RunError {
     /// The TLS settings cannot be used (`--ca-file`).
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
-    /// The HTML report could not be built from the files written.
-    #[error("cannot write the HTML report: {0}")]
-    Report(#[from] crate::results::rundir::RunDirError),
     /// `--start-at` had passed by the time the run could start.
     #[error(transparent)]
     StartAt(#[from] StartAtError),
-    /// Results could not be written.
-    #[error("cannot write results to {path}: {source}")]
-    Output {
-        /// The run directory.
+    /// The run directory (or the raw-samples file) cannot take the results; found before
+    /// connecting.
+    #[error(transparent)]
+    Output(#[from] OutDirError),
+    /// The run happened but its results could not all be written; the report (for the
+    /// console table) is here.
+    #[error("cannot write results to {}: {why}", path.display())]
+    Unwritten {
+        /// The file or directory.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// What went wrong.
+        why: String,
+        /// The run's report.
+        report: Box<Report>,
     },
 }
 
@@ -130,9 +134,9 @@ impl RunError {
     #[must_use]
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::FdLimit(_) | Self::Tls(_) | Self::StartAt(_) => 2,
+            Self::FdLimit(_) | Self::Tls(_) | Self::StartAt(_) | Self::Output(_) => 2,
             Self::Target(_) => 3,
-            Self::Output { .. } | Self::Report(_) => 1,
+            Self::Unwritten { .. } => 1,
         }
     }
 }
@@ -165,7 +169,25 @@ fn arrival_offset(arrival: Arrival, i: u32, count: u32) -> Duration {
 /// always produces a [`Report`], whatever happens to the target.
 pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
     host::raise_fd_limit(descriptors_needed(&opts.scenario))?;
-    // Checked before anything starts: a raw-samples file that cannot be written is an error.
+    // Checked before anything starts: a run directory or raw-samples file that cannot be
+    // written (read-only, full disk) is an error, not results lost at the end.
+    let run_dir = output::run_dir(
+        opts.out.as_deref(),
+        &opts.results_root,
+        &opts.scenario.name,
+        wire::now_unix_us(),
+    );
+    output::prepare_run_dir(&run_dir)?;
+    let result = run_in(opts, run_dir.clone()).await;
+    if result.is_err() {
+        // A run that never started leaves no empty directory behind (a non-empty one stays).
+        let _ = std::fs::remove_dir(&run_dir);
+    }
+    result
+}
+
+/// [`run`] once its run directory is known to take the results.
+async fn run_in(opts: RunOptions, run_dir: PathBuf) -> Result<Report, RunError> {
     let raw_writer = open_raw_samples(&opts)?;
     let connector = Connector::new(&opts.tls)?;
     let target_url = opts.target.clone().or_else(|| opts.scenario.target.clone());
@@ -193,16 +215,6 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
         at.wait(opts.progress != Progress::Quiet).await?;
     }
     let started_unix_us = wire::now_unix_us();
-    let run_dir = output::run_dir(
-        opts.out.as_deref(),
-        &opts.results_root,
-        &opts.scenario.name,
-        started_unix_us,
-    );
-    std::fs::create_dir_all(&run_dir).map_err(|source| RunError::Output {
-        path: run_dir.clone(),
-        source,
-    })?;
     let t0 = Instant::now();
     let server_before = probe.scrape().await;
     let server_rss = ServerRss {
@@ -268,12 +280,12 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
     let server_after = probe.scrape().await;
     target.stop().await;
 
+    // A raw-samples file that failed mid-run is reported after the table, not instead of it.
+    let mut unwritten = None;
     let raw_samples = match (gathered.raw, &opts.raw_samples) {
         (Some(Err(source)), Some(raw)) => {
-            return Err(RunError::Output {
-                path: raw.path.clone(),
-                source,
-            });
+            unwritten = Some((raw.path.clone(), source.to_string()));
+            None
         }
         (Some(Ok(summary)), _) => Some(summary),
         _ => None,
@@ -309,13 +321,22 @@ pub async fn run(opts: RunOptions) -> Result<Report, RunError> {
             .clone(),
         shard,
     };
-    output::write_all(&report, &facts).map_err(|source| RunError::Output {
-        path: run_dir.clone(),
-        source,
-    })?;
-    // Built from the files just written, exactly as `loadgen report` rebuilds it.
-    crate::results::html::write_report(&run_dir)?;
-    Ok(report)
+    let written = output::write_all(&report, &facts)
+        .map_err(|e| (run_dir.clone(), e.to_string()))
+        // Built from the files just written, exactly as `loadgen report` rebuilds it.
+        .and_then(|()| {
+            crate::results::html::write_report(&run_dir)
+                .map(|_| ())
+                .map_err(|e| (run_dir.clone(), e.to_string()))
+        });
+    match unwritten.map_or(written, Err) {
+        Ok(()) => Ok(report),
+        Err((path, why)) => Err(RunError::Unwritten {
+            path,
+            why,
+            report: Box::new(report),
+        }),
+    }
 }
 
 /// What this shard records for `loadgen merge`: where it ran, when it started against
@@ -391,9 +412,11 @@ fn open_raw_samples(opts: &RunOptions) -> Result<Option<RawWriter>, RunError> {
     let groups = opts.scenario.clients.iter().map(|g| g.name.as_str());
     RawWriter::create(&raw.path, groups)
         .map(Some)
-        .map_err(|source| RunError::Output {
-            path: raw.path.clone(),
-            source,
+        .map_err(|source| {
+            RunError::Output(OutDirError::Unwritable {
+                path: raw.path.clone(),
+                source,
+            })
         })
 }
 

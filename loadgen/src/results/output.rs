@@ -47,6 +47,66 @@ fn header_names(scenario: &crate::scenario::Scenario) -> Vec<String> {
     names
 }
 
+/// Free space a run directory's file system must have before a run starts: room for the
+/// CSVs, `.hlog`s and report of a long run (raw samples are checked as they are written).
+pub const MIN_FREE_BYTES: u64 = 16 << 20;
+
+/// A run directory that cannot take a run's results.
+#[derive(Debug, thiserror::Error)]
+pub enum OutDirError {
+    /// It cannot be created or written.
+    #[error("cannot write results to {}: {source}", path.display())]
+    Unwritable {
+        /// The directory or file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Its file system is (nearly) full.
+    #[error("cannot write results to {}: only {free} bytes free on its file system (a run needs {MIN_FREE_BYTES})", path.display())]
+    Full {
+        /// The directory.
+        path: PathBuf,
+        /// Bytes free for this user.
+        free: u64,
+    },
+}
+
+/// Creates `dir` and proves it takes a file, and that its file system has
+/// [`MIN_FREE_BYTES`] free, before a run starts.
+///
+/// # Errors
+/// [`OutDirError`] naming the directory and the reason.
+pub fn prepare_run_dir(dir: &Path) -> Result<(), OutDirError> {
+    let existed = dir.is_dir();
+    let checked = check_run_dir(dir);
+    if checked.is_err() && !existed {
+        // Refused: leave nothing behind (only an empty directory is removed).
+        let _ = std::fs::remove_dir(dir);
+    }
+    checked
+}
+
+fn check_run_dir(dir: &Path) -> Result<(), OutDirError> {
+    let unwritable = |source| OutDirError::Unwritable {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(unwritable)?;
+    let probe = dir.join(".loadgen-write-test");
+    std::fs::write(&probe, b"ok").map_err(unwritable)?;
+    let _ = std::fs::remove_file(&probe);
+    let stat = rustix::fs::statvfs(dir).map_err(|e| unwritable(e.into()))?;
+    let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+    if free < MIN_FREE_BYTES {
+        return Err(OutDirError::Full {
+            path: dir.to_path_buf(),
+            free,
+        });
+    }
+    Ok(())
+}
+
 /// Writes every file except the `.hlog`s into `report.run_dir`.
 ///
 /// # Errors

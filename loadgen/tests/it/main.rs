@@ -4,6 +4,7 @@
 mod cli;
 mod correctness;
 mod deploy;
+mod faults;
 mod foreign;
 mod headers;
 mod report;

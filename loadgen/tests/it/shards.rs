@@ -2,11 +2,11 @@
 //! `loadgen merge`: the merged counts are those of the whole plan and the merged percentiles
 //! are those of the union of the shards' raw samples.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use crate::support::{self, loadgen_exe};
+use crate::support::{self, Target, loadgen_exe};
+use support::loadgen as run;
 
 /// A publisher split over the shards, its SSE subscribers, and a WebSocket chat whose peers
 /// sit in every shard: the expectations no shard knows alone.
@@ -49,58 +49,6 @@ message = '{"type":"chat","text":"hi"}'
 types = ["chat"]
 expect = "peers"
 "#;
-
-/// `loadgen serve` on a free loopback port, killed when dropped.
-struct Target {
-    child: Child,
-    url: String,
-}
-
-impl Target {
-    /// `loadgen serve` on a free loopback port.
-    fn start() -> Self {
-        Self::start_with(Command::new(loadgen_exe()), "127.0.0.1")
-    }
-
-    /// `loadgen serve` started by `command` (e.g. inside a namespace), listening on `ip`.
-    fn start_with(mut command: Command, ip: &str) -> Self {
-        let mut child = command
-            .args([
-                "serve",
-                "--listen",
-                &format!("{ip}:0"),
-                "--client-queue",
-                "4096",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start loadgen serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("port line");
-        let addr = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .unwrap_or_else(|| panic!("no LISTENING line: {line:?}"))
-            .to_owned();
-        Self {
-            child,
-            url: format!("http://{addr}"),
-        }
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-use support::loadgen as run;
 
 fn text(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")

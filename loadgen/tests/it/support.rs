@@ -61,6 +61,75 @@ impl Drop for TempDir {
     }
 }
 
+/// `loadgen serve` on a free loopback port, killed when dropped.
+pub(crate) struct Target {
+    child: std::process::Child,
+    /// `http://<addr>`.
+    pub(crate) url: String,
+}
+
+impl Target {
+    /// `loadgen serve` on a free loopback port.
+    pub(crate) fn start() -> Self {
+        Self::start_with(std::process::Command::new(loadgen_exe()), "127.0.0.1")
+    }
+
+    /// `loadgen serve` started by `command` (e.g. inside a namespace), listening on `ip`.
+    pub(crate) fn start_with(mut command: std::process::Command, ip: &str) -> Self {
+        let mut child = command
+            .args([
+                "serve",
+                "--listen",
+                &format!("{ip}:0"),
+                "--client-queue",
+                "4096",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start loadgen serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("port line");
+        let addr = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .unwrap_or_else(|| panic!("no LISTENING line: {line:?}"))
+            .to_owned();
+        Self {
+            child,
+            url: format!("http://{addr}"),
+        }
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Target {
+    /// The target's `/metrics` series whose names start with `prefix`, summed (blocking GET).
+    pub(crate) fn metric_sum(&self, prefix: &str) -> f64 {
+        use std::io::{Read as _, Write as _};
+        let addr = self.url.trim_start_matches("http://");
+        let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+            return 0.0;
+        };
+        let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        loadgen::live::target::parse_metrics(&text)
+            .iter()
+            .filter(|(series, _)| series.starts_with(prefix))
+            .map(|(_, v)| v)
+            .sum()
+    }
+}
+
 /// A [`TempDir`] named after `name`.
 pub(crate) fn temp_dir(name: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!(

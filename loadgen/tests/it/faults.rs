@@ -1,0 +1,194 @@
+//! loadgen when its own surroundings fail: a run directory it cannot write (read-only, full
+//! disk) is refused before connecting; a disk that fills during the run still gets the
+//! summary printed; SIGTERM stops a run as Ctrl-C does.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{self, Target, loadgen};
+
+fn text(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted when dropped (root only: CI
+/// runs as root).
+struct SmallDisk {
+    at: PathBuf,
+    /// Holds the mount point's directory until the disk is unmounted.
+    _dir: support::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(name: &str, size: &str) -> Self {
+        let dir = support::temp_dir(name);
+        let at = dir.join("disk");
+        std::fs::create_dir_all(&at).expect("mount point");
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                text(&at),
+            ])
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs and needs root (CI runs as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { at, _dir: dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.at).output();
+    }
+}
+
+#[test]
+fn an_unwritable_out_is_refused_before_connecting() {
+    // The target does not exist either: exit 2 naming --out, not 3, shows the order.
+    let target = format!("http://127.0.0.1:{}", closed_port());
+    let counter = support::scenarios_dir().join("counter.toml");
+    let out = loadgen(&[
+        "run",
+        text(&counter),
+        "--target",
+        &target,
+        "--quiet",
+        "--out",
+        "/proc/loadgen-cannot-write-here/run",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot write results to /proc/loadgen-cannot-write-here/run"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_full_disk_is_refused_before_connecting() {
+    let disk = SmallDisk::mount("full-disk", "1m");
+    let target = format!("http://127.0.0.1:{}", closed_port());
+    let counter = support::scenarios_dir().join("counter.toml");
+    let run_dir = disk.at.join("run");
+    let out = loadgen(&[
+        "run",
+        text(&counter),
+        "--target",
+        &target,
+        "--quiet",
+        "--out",
+        text(&run_dir),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("bytes free on its file system"), "{stderr}");
+    assert!(!run_dir.exists(), "no empty run directory is left behind");
+}
+
+/// Waits (at most 30 s) until `ready` holds.
+fn wait_for(what: &str, ready: impl Fn() -> bool) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `loadgen run counter.toml` with 3 connections to `target` for `duration` into `out`,
+/// output piped.
+fn counter_run(target: &Target, out: &Path, duration: &str) -> Child {
+    let counter = support::scenarios_dir().join("counter.toml");
+    Command::new(support::loadgen_exe())
+        .args([
+            "run",
+            text(&counter),
+            "--target",
+            &target.url,
+            "--max-clients",
+            "3",
+            "--duration",
+            duration,
+            "--quiet",
+            "--out",
+            text(out),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start loadgen")
+}
+
+/// Waits until the target holds the run's 3 connections.
+fn wait_connected(target: &Target) {
+    wait_for("the run's 3 connections", || {
+        target.metric_sum("rt_connections_open") >= 3.0
+    });
+}
+
+#[test]
+fn a_disk_that_fills_during_the_run_still_gets_the_summary() {
+    let disk = SmallDisk::mount("filling-disk", "20m");
+    let run_dir = disk.at.join("run");
+    let target = Target::start();
+    let child = counter_run(&target, &run_dir, "5s");
+    wait_connected(&target);
+    // Fill the disk: the run's files at the end no longer fit.
+    let _ = std::fs::write(disk.at.join("filler"), vec![0u8; 21 << 20]);
+    let out = child.wait_with_output().expect("loadgen ran");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("latency") && stdout.contains("verdict:"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("cannot write results to"), "{stderr}");
+}
+
+#[test]
+fn sigterm_stops_a_run_like_ctrl_c_and_the_results_are_written() {
+    let dir = support::temp_dir("sigterm");
+    let run_dir = dir.join("run");
+    let target = Target::start();
+    let child = counter_run(&target, &run_dir, "60s");
+    wait_connected(&target);
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("loadgen ran");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(stdout.contains("interrupted before the end"), "{stdout}");
+    let run: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("run.json")).expect("run.json written"),
+    )
+    .expect("json");
+    assert_eq!(run["outcome"], "Interrupted");
+    assert!(run_dir.join("report.html").is_file());
+}
