@@ -85,8 +85,11 @@ impl Scenario {
 /// Why a connection ended (label of `rt_connections_closed_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
-    /// The client closed or went away.
+    /// The client closed: an SSE stream's connection ended, or a WebSocket finished the
+    /// close handshake.
     Client,
+    /// A WebSocket peer closed its TCP connection without a Close frame.
+    Vanished,
     /// The server is shutting down.
     Shutdown,
     /// The server ended the stream by design (e.g. `drop_after` on the replay stream).
@@ -107,8 +110,9 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, in exposition order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Client,
+        Self::Vanished,
         Self::Shutdown,
         Self::StreamEnd,
         Self::Heartbeat,
@@ -124,6 +128,7 @@ impl CloseReason {
     pub fn name(self) -> &'static str {
         match self {
             Self::Client => "client",
+            Self::Vanished => "vanished",
             Self::Shutdown => "shutdown",
             Self::StreamEnd => "stream_end",
             Self::Heartbeat => "heartbeat",

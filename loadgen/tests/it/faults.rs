@@ -192,3 +192,61 @@ fn sigterm_stops_a_run_like_ctrl_c_and_the_results_are_written() {
     assert_eq!(run["outcome"], "Interrupted");
     assert!(run_dir.join("report.html").is_file());
 }
+
+/// Sums the target's `rt_connections_closed_total` for the WS echo route by reason.
+fn echo_closes(target: &Target, reason: &str) -> f64 {
+    target.metric_sum(&format!(
+        "rt_connections_closed_total{{scenario=\"ws_echo\",protocol=\"ws\",reason=\"{reason}\"}}"
+    ))
+}
+
+#[test]
+fn every_websocket_ends_with_the_close_handshake_at_the_end_of_a_run() {
+    // The largest WebSocket run the suite affords: 1,000 sockets echoing 10 messages a second
+    // each; at the end every one sends its Close and waits for the server's.
+    const SOCKETS: f64 = 1000.0;
+    let dir = support::temp_dir("ws-closes");
+    let file = dir.join("ws-closes.toml");
+    std::fs::write(
+        &file,
+        r#"
+[run]
+warmup = "500ms"
+duration = "2s"
+
+[[clients]]
+name = "echoers"
+protocol = "ws"
+path = "/ws/echo"
+count = 1000
+arrival_rate = 2000
+send_rate = 10
+payload_bytes = 64
+latency = "rtt"
+"#,
+    )
+    .expect("scenario");
+    let target = Target::start();
+    let out = loadgen(&[
+        "run",
+        text(&file),
+        "--target",
+        &target.url,
+        "--quiet",
+        "--out",
+        text(&dir.join("run")),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("every echo socket to be closed", || {
+        target.metric_sum("rt_connections_open{scenario=\"ws_echo\"") == 0.0
+    });
+    assert_eq!(echo_closes(&target, "client"), SOCKETS);
+    assert_eq!(echo_closes(&target, "vanished"), 0.0);
+    assert_eq!(echo_closes(&target, "error"), 0.0);
+}

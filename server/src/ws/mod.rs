@@ -93,7 +93,12 @@ pub(crate) async fn run_session<S: WsScenario>(
                         (reason, close) = classify(&err);
                         break;
                     }
-                    Some(Ok(msg)) if msg.is_close() => break,
+                    Some(Ok(msg)) if msg.is_close() => {
+                        // Send the Close reply tungstenite queued (bounded): the peer's close
+                        // handshake completes before the connection goes.
+                        let _ = timeout(CLOSE_GRACE, futures_util::SinkExt::close(&mut ws)).await;
+                        break;
+                    }
                     Some(Ok(msg)) if msg.is_ping() || msg.is_pong() => {}
                     Some(Ok(msg)) => {
                         let received_at = Instant::now();
@@ -190,8 +195,10 @@ fn classify(err: &salvo::Error) -> (CloseReason, Option<(u16, &'static str)>) {
             CloseReason::InvalidUtf8,
             Some((1007, "invalid UTF-8 in text frame")),
         ),
-        Some(E::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake))
-        | Some(E::ConnectionClosed | E::AlreadyClosed) => (CloseReason::Client, None),
+        Some(E::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake)) => {
+            (CloseReason::Vanished, None)
+        }
+        Some(E::ConnectionClosed | E::AlreadyClosed) => (CloseReason::Client, None),
         Some(E::Protocol(_)) => (CloseReason::Protocol, Some((1002, "protocol error"))),
         _ => (CloseReason::Error, None),
     }

@@ -15,8 +15,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use super::request::Rendered;
 use super::schedule::{Schedule, Slot};
 use super::{
-    ConnectError, Ctx, Deadline, GroupRun, Outgoing, elapsed_us, fastrand_fraction, missed_of,
-    read_stamp, stamped_message, stopped,
+    ConnectError, Ctx, Deadline, GroupRun, Outgoing, Stop, elapsed_us, fastrand_fraction,
+    missed_of, read_stamp, stamped_message, stopped,
 };
 use crate::live::stats::Shard;
 use crate::live::transport::{Alpn, Stream};
@@ -60,6 +60,26 @@ pub(crate) async fn connect(
         .map_err(|_| ConnectError::Timeout)??;
     Ok((socket, opened.tls_us))
 }
+
+/// Ends a socket as RFC 6455 asks: our Close frame, then the server's Close (or its end of
+/// the stream), so that the server counts a closed connection, not a vanished one. Bounded
+/// by [`CLOSE_GRACE`]; messages still arriving meanwhile are not counted.
+async fn close_handshake(socket: &mut Socket) {
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        if socket.close(None).await.is_err() {
+            return;
+        }
+        while let Some(Ok(message)) = socket.next().await {
+            if message.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Longest wait for the server's half of the close handshake.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// A message of an unstamped socket.
 enum Unstamped {
@@ -112,10 +132,8 @@ pub(crate) async fn run(
         if *stop.borrow() {
             break;
         }
-        let ended = tokio::select! {
-            () = stopped(&mut stop) => Ended::Done,
-            ended = conn.connect_and_run(hold_until) => ended,
-        };
+        // The stop is handled inside: an open socket finishes the close handshake first.
+        let ended = conn.connect_and_run(hold_until, &mut stop).await;
         match ended {
             Ended::Done | Ended::Dropped => break,
             Ended::Churn => {
@@ -128,13 +146,16 @@ pub(crate) async fn run(
 }
 
 impl Conn {
-    async fn connect_and_run(&mut self, hold_until: Option<Instant>) -> Ended {
+    async fn connect_and_run(&mut self, hold_until: Option<Instant>, stop: &mut Stop) -> Ended {
         self.track.attempt_at = Instant::now();
         self.track.last_message_at = None;
         self.shard.count(|c| c.connections_attempted += 1);
         // Boxed: the handshake's state (TLS, HTTP) is large and lives only while connecting;
         // inline it would size every connection's task for its whole life.
-        let connected = Box::pin(connect(&self.ctx, &self.rendered)).await;
+        let connected = tokio::select! {
+            () = stopped(stop) => return Ended::Done,
+            connected = Box::pin(connect(&self.ctx, &self.rendered)) => connected,
+        };
         if connected.is_err() {
             self.track.mark_attempted(&self.ctx);
         }
@@ -159,18 +180,21 @@ impl Conn {
         }
         self.ctx.open.fetch_add(1, Ordering::Relaxed);
         self.track.mark_attempted(&self.ctx);
-        let ended = self.run_socket(&mut socket, hold_until).await;
+        let ended = self.run_socket(&mut socket, hold_until, stop).await;
         self.ctx.open.fetch_sub(1, Ordering::Relaxed);
         match ended {
             Ended::Dropped => self.shard.count(|c| c.streams_dropped += 1),
-            Ended::Done | Ended::Churn => {
-                let _ = tokio::time::timeout(Duration::from_secs(1), socket.close(None)).await;
-            }
+            Ended::Done | Ended::Churn => close_handshake(&mut socket).await,
         }
         ended
     }
 
-    async fn run_socket(&mut self, socket: &mut Socket, hold_until: Option<Instant>) -> Ended {
+    async fn run_socket(
+        &mut self,
+        socket: &mut Socket,
+        hold_until: Option<Instant>,
+        stop: &mut Stop,
+    ) -> Ended {
         let mut hold = Deadline::at(hold_until);
         let mut churn = Deadline::at(self.group.spec.churn.map(|c| Instant::now() + c));
         let rate = self.group.spec.send.as_ref().map(|s| s.rate);
@@ -187,6 +211,7 @@ impl Conn {
         let mut schedule: Option<Schedule> = None;
         loop {
             tokio::select! {
+                () = stopped(stop) => return Ended::Done,
                 () = hold.reached() => return Ended::Done,
                 () = churn.reached() => return Ended::Churn,
                 msg = socket.next() => match msg {
