@@ -60,9 +60,10 @@ impl Drop for SmallDisk {
     }
 }
 
-#[test]
-fn an_unwritable_out_is_refused_before_connecting() {
-    // The target does not exist either: exit 2 naming --out, not 3, shows the order.
+/// `loadgen run counter.toml --out OUT` against a target that does not exist: a refusal
+/// of `--out` (exit 2) rather than an unreachable target (exit 3) shows it came first.
+/// Returns stderr.
+fn refused_out(out_dir: &Path) -> String {
     let target = format!("http://127.0.0.1:{}", closed_port());
     let counter = support::scenarios_dir().join("counter.toml");
     let out = loadgen(&[
@@ -72,10 +73,16 @@ fn an_unwritable_out_is_refused_before_connecting() {
         &target,
         "--quiet",
         "--out",
-        "/proc/loadgen-cannot-write-here/run",
+        text(out_dir),
     ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "{stderr}");
+    stderr
+}
+
+#[test]
+fn an_unwritable_out_is_refused_before_connecting() {
+    let stderr = refused_out(Path::new("/proc/loadgen-cannot-write-here/run"));
     assert!(
         stderr.contains("cannot write results to /proc/loadgen-cannot-write-here/run"),
         "{stderr}"
@@ -85,20 +92,8 @@ fn an_unwritable_out_is_refused_before_connecting() {
 #[test]
 fn a_full_disk_is_refused_before_connecting() {
     let disk = SmallDisk::mount("full-disk", "1m");
-    let target = format!("http://127.0.0.1:{}", closed_port());
-    let counter = support::scenarios_dir().join("counter.toml");
     let run_dir = disk.at.join("run");
-    let out = loadgen(&[
-        "run",
-        text(&counter),
-        "--target",
-        &target,
-        "--quiet",
-        "--out",
-        text(&run_dir),
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = refused_out(&run_dir);
     assert!(stderr.contains("bytes free on its file system"), "{stderr}");
     assert!(!run_dir.exists(), "no empty run directory is left behind");
 }
