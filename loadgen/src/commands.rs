@@ -198,6 +198,11 @@ pub fn validate(file: &Path, shard: Option<RunShard>) -> i32 {
     match scenario {
         Ok(s) => {
             print!("{}", s.plan());
+            if s.run_shard().count > 1 && s.uses_bundled_server() {
+                println!(
+                    "note: shards must share their target: run it with --target URL (each shard would otherwise start its own bundled server)"
+                );
+            }
             println!("ok: {} is valid", file.display());
             0
         }

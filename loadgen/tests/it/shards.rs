@@ -445,4 +445,5 @@ fn bad_shard_and_start_values_are_usage_errors() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("shard 2/3 of a run"), "{stdout}");
+    assert!(stdout.contains("run it with --target URL"), "{stdout}");
 }
