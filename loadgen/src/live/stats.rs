@@ -160,6 +160,9 @@ pub struct Counters {
     pub messages_received: u64,
     /// Sequence numbers never received.
     pub gaps: u64,
+    /// Of the gaps, those that fell while a connection was down: seen at its first message
+    /// after a reconnect, or missing at the end while it was still reconnecting.
+    pub gaps_across_reconnects: u64,
     /// Messages received twice.
     pub duplicates: u64,
     /// Messages that arrived after a later one.
@@ -192,6 +195,7 @@ impl Counters {
         self.messages_expected += o.messages_expected;
         self.messages_received += o.messages_received;
         self.gaps += o.gaps;
+        self.gaps_across_reconnects += o.gaps_across_reconnects;
         self.duplicates += o.duplicates;
         self.out_of_order += o.out_of_order;
         self.parse_errors += o.parse_errors;
@@ -222,6 +226,7 @@ impl Counters {
             messages_expected: v("messages_expected"),
             messages_received: v("messages_received"),
             gaps: v("gaps"),
+            gaps_across_reconnects: v("gaps_across_reconnects"),
             duplicates: v("duplicates"),
             out_of_order: v("out_of_order"),
             parse_errors: v("parse_errors"),
@@ -284,6 +289,7 @@ impl Counters {
             ("messages_received", self.messages_received),
             ("lost", self.lost()),
             ("gaps", self.gaps),
+            ("gaps_across_reconnects", self.gaps_across_reconnects),
             ("duplicates", self.duplicates),
             ("out_of_order", self.out_of_order),
             ("parse_errors", self.parse_errors),

@@ -522,6 +522,7 @@ mod tests {
                 "messages_received",
                 "lost",
                 "gaps",
+                "gaps_across_reconnects",
                 "duplicates",
                 "out_of_order",
                 "parse_errors",

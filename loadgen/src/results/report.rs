@@ -249,6 +249,20 @@ impl Report {
                     .to_owned(),
             );
         }
+        let c = &self.counters;
+        if c.streams_dropped > 0 {
+            out.push(format!(
+                "{} streams dropped mid-run; {} reconnects followed, {} messages fell in the gaps{}",
+                c.streams_dropped,
+                c.reconnects,
+                c.gaps_across_reconnects,
+                if c.gaps_across_reconnects == 0 && c.reconnects > 0 {
+                    " (every resumed stream went on without a gap)"
+                } else {
+                    ""
+                }
+            ));
+        }
         if self.loadgen_late() {
             let p99 = self.histograms.get(Metric::SendLag).value_at_quantile(0.99);
             out.push(format!(
@@ -359,9 +373,18 @@ pub(crate) fn count_failures(c: &Counters) -> Vec<String> {
     let mut out = Vec::new();
     let loss = c.unexplained_loss();
     if loss > 0 {
-        out.push(format!(
-            "{loss} expected messages were lost without the server reporting it"
-        ));
+        let mut line =
+            format!("{loss} expected messages were lost without the server reporting it");
+        if c.gaps_across_reconnects > 0 {
+            let _ = write!(
+                line,
+                ": {} of them were published while connections were down ({} streams dropped, {} reconnects; WebSocket has no replay, SSE resumes only what the server still holds for Last-Event-ID)",
+                c.gaps_across_reconnects.min(loss),
+                c.streams_dropped,
+                c.reconnects
+            );
+        }
+        out.push(line);
     }
     if c.connections_established == 0 {
         out.push("no connection was established".to_owned());

@@ -193,7 +193,9 @@ pub struct ClientGroup {
     pub expect: Expect,
     /// Latency kind of received messages.
     pub latency: Latency,
-    /// SSE: reconnect after a drop, honouring `retry` and sending `Last-Event-ID`.
+    /// Reconnect after a drop, with jittered exponential backoff (SSE: from the stream's
+    /// `retry`, sending `Last-Event-ID`; WebSocket: from 1 s, sending `on_connect` again).
+    /// Default: true for SSE, false for WebSocket.
     pub reconnect: bool,
     /// SSE: event types that carry measured messages.
     pub events: Vec<String>,
@@ -1060,7 +1062,6 @@ fn validate_group(
     if protocol == Protocol::Ws {
         let sse_only = [
             ("events", r.events.as_ref().map(Spanned::span)),
-            ("reconnect", r.reconnect.as_ref().map(Spanned::span)),
             ("send_path", r.send_path.as_ref().map(Spanned::span)),
             ("id_event", r.id_event.as_ref().map(Spanned::span)),
         ];
@@ -1246,7 +1247,10 @@ fn validate_group(
         churn,
         expect,
         latency,
-        reconnect: r.reconnect.as_ref().is_none_or(|v| *v.get_ref()),
+        reconnect: r
+            .reconnect
+            .as_ref()
+            .map_or(protocol == Protocol::Sse, |v| *v.get_ref()),
         events: r
             .events
             .as_ref()

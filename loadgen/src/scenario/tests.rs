@@ -193,10 +193,30 @@ fn ws_only_and_sse_only_fields_are_checked() {
     );
     bad(
         "latency = \"rtt\"",
-        "latency = \"rtt\"\nreconnect = false",
+        "latency = \"rtt\"\nid_event = \"user\"",
         32,
-        "clients[1].reconnect",
+        "clients[1].id_event",
         "SSE groups only",
+    );
+}
+
+#[test]
+fn reconnect_defaults_to_true_for_sse_and_false_for_websocket_and_can_be_set_for_both() {
+    let s = parse_str(GOOD).expect("valid");
+    let by_protocol = |p: Protocol| s.clients.iter().find(|c| c.protocol == p).expect("group");
+    assert!(by_protocol(Protocol::Sse).reconnect);
+    assert!(!by_protocol(Protocol::Ws).reconnect);
+    let flipped = GOOD
+        .replace("latency = \"rtt\"", "latency = \"rtt\"\nreconnect = true")
+        .replace(
+            "events = [\"notification\"]",
+            "events = [\"notification\"]\nreconnect = false",
+        );
+    let s = parse_str(&flipped).expect("valid");
+    assert!(
+        s.clients
+            .iter()
+            .all(|c| c.reconnect == (c.protocol == Protocol::Ws))
     );
 }
 

@@ -21,9 +21,10 @@ pub const LATENCY_METRICS: [&str; 8] = [
 /// Statistics of a latency metric.
 pub const STATS: [&str; 8] = ["min", "mean", "p50", "p90", "p95", "p99", "p99.9", "max"];
 /// Counters a threshold may name.
-pub const COUNTERS: [&str; 16] = [
+pub const COUNTERS: [&str; 17] = [
     "errors",
     "gaps",
+    "gaps_across_reconnects",
     "duplicates",
     "out_of_order",
     "parse_errors",

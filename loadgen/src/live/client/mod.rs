@@ -1,5 +1,6 @@
 //! The load: SSE and WebSocket connections and publishers, all sharing one [`RunCtx`].
 
+mod backoff;
 pub(crate) mod h2pool;
 pub(crate) mod lean;
 pub(crate) mod post;
@@ -318,7 +319,13 @@ impl Track {
             spec.expect,
             Expect::Echo | Expect::Publisher(_) | Expect::Stream
         ) {
+            // The first message after a reconnect shows what was missed while down.
+            let resumed = self.dropped_at.is_some();
+            let gaps_before = self.tracker.totals().0;
             self.tracker.observe(stamp.seq, group.sources);
+            if resumed {
+                Self::count_across(shard, self.tracker.totals().0.saturating_sub(gaps_before));
+            }
         }
         let first_event_us = (!self.got_first).then(|| elapsed_us(self.attempt_at));
         self.got_first = true;
@@ -338,6 +345,12 @@ impl Track {
             reconnect_us: self.dropped_at.take().map(elapsed_us),
         };
         ctx.account(shard, &received);
+    }
+
+    fn count_across(shard: &Shard, gaps: u64) {
+        if gaps > 0 {
+            shard.count(|c| c.gaps_across_reconnects += gaps);
+        }
     }
 
     /// Accounts for one message of an unstamped stream: counts, bytes, `first_event`,
@@ -377,6 +390,7 @@ impl Track {
     /// (per its group's `expect`) and its sequence tracker's counts.
     pub(crate) fn settle(&mut self, ctx: &RunCtx, group: &GroupRun, shard: &Shard) {
         let tracker = &mut self.tracker;
+        let gaps_before = tracker.totals().0;
         ctx.settled[group.index].fetch_add(1, Ordering::Relaxed);
         let expected = match &group.spec.expect {
             // Messages from other shards: `loadgen merge` reconciles them.
@@ -397,6 +411,10 @@ impl Track {
             Expect::Nothing => 0,
         };
         let (gaps, duplicates, out_of_order) = tracker.totals();
+        if self.dropped_at.is_some() {
+            // Still reconnecting at the end: the missing tail fell while it was down.
+            Self::count_across(shard, gaps.saturating_sub(gaps_before));
+        }
         shard.count(|c| {
             c.messages_expected += expected;
             c.gaps += gaps;

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until};
 use wire::sse::{EventRef, Parser};
 
+use super::backoff::Backoff;
 use super::h2pool::{self, Pooled};
 use super::lean::{self, EventStream, Read};
 use super::post::Poster;
@@ -29,7 +30,7 @@ use crate::scenario::template::Vars;
 use crate::scenario::{HttpVersion, StampKind};
 
 /// Reconnection delay when the stream never sent `retry:` (browsers use a few seconds; the
-/// spec leaves it to the client).
+/// spec leaves it to the client). Jittered and backed off by [`Backoff`].
 const DEFAULT_RETRY: Duration = Duration::from_secs(1);
 
 /// How one connection of the stream ended.
@@ -68,6 +69,8 @@ struct Conn {
     rendered: Arc<Rendered>,
     /// Its index within its group (picks its HTTP/2 connection).
     group_conn: u64,
+    /// Delays between reconnection attempts.
+    backoff: Backoff,
 }
 
 /// Runs SSE connection `conn` (its index over the run) from `start_at` until the run stops.
@@ -92,6 +95,7 @@ pub(crate) async fn run(
         sender: None,
         rendered,
         group_conn: vars.group_conn,
+        backoff: Backoff::new(vars.conn),
     };
     let mut stop = conn.ctx.stop.clone();
     loop {
@@ -114,14 +118,16 @@ pub(crate) async fn run(
                     break;
                 }
                 conn.shard.count(|c| c.reconnects += 1);
-                conn.track.dropped_at = Some(Instant::now());
+                // Reconnect latency runs from the drop, across failed attempts.
+                conn.track.dropped_at.get_or_insert_with(Instant::now);
                 let retry = conn
                     .parser
                     .retry_ms()
                     .map_or(DEFAULT_RETRY, Duration::from_millis);
+                let wait = conn.backoff.next_delay(retry);
                 tokio::select! {
                     () = stopped(&mut stop) => break,
-                    () = sleep(retry) => {}
+                    () = sleep(wait) => {}
                 }
             }
         }
@@ -149,6 +155,7 @@ impl Conn {
                 self.ctx
                     .note_error(&format!("{e} on {}", self.group.spec.path));
                 self.shard.count(|c| e.count(c));
+                self.backoff.failed();
                 // EventSource fails for good on a non-200 status or wrong content type.
                 return match e {
                     ConnectError::Status(_)
@@ -161,6 +168,7 @@ impl Conn {
         let connect_us = elapsed_us(self.track.attempt_at);
         self.ctx.record_connect(&self.shard, connect_us, tls_us);
         self.shard.count(|c| c.connections_established += 1);
+        self.backoff.established();
         self.ctx.open.fetch_add(1, Ordering::Relaxed);
         let ended = self.read(body, hold_until).await;
         self.stop_sender().await;

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::{Instant, sleep, sleep_until};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use super::backoff::Backoff;
 use super::request::Rendered;
 use super::schedule::{Schedule, Slot};
 use super::{
@@ -78,6 +79,10 @@ async fn close_handshake(socket: &mut Socket) {
     .await;
 }
 
+/// Delay after a drop before the first reconnect (`reconnect = true`), before jitter and
+/// backoff ([`Backoff`]): as long as an SSE stream's default `retry`.
+const DEFAULT_RETRY: Duration = Duration::from_secs(1);
+
 /// Longest wait for the server's half of the close handshake.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -92,9 +97,14 @@ enum Unstamped {
 }
 
 enum Ended {
+    /// The run (or hold time) is over.
     Done,
+    /// Churn: we closed it on purpose and reconnect at once.
     Churn,
+    /// The socket broke or could not be opened: reconnect with backoff, if allowed.
     Dropped,
+    /// The upgrade was refused with an HTTP status: stop for good.
+    Rejected,
 }
 
 struct Conn {
@@ -106,6 +116,8 @@ struct Conn {
     rendered: Rendered,
     /// Its placeholder values (replies and keep-alives are rendered with them).
     vars: Vars,
+    /// Delays between reconnection attempts (`reconnect = true`).
+    backoff: Backoff,
 }
 
 /// Runs WebSocket connection `vars.conn` from `start_at` until the run stops.
@@ -125,6 +137,7 @@ pub(crate) async fn run(
         shard,
         track: super::Track::new(vars.conn),
         rendered,
+        backoff: Backoff::new(vars.conn),
         vars,
     };
     let mut stop = conn.ctx.stop.clone();
@@ -135,7 +148,17 @@ pub(crate) async fn run(
         // The stop is handled inside: an open socket finishes the close handshake first.
         let ended = conn.connect_and_run(hold_until, &mut stop).await;
         match ended {
-            Ended::Done | Ended::Dropped => break,
+            Ended::Done | Ended::Rejected => break,
+            Ended::Dropped if !conn.group.spec.reconnect => break,
+            Ended::Dropped => {
+                conn.shard.count(|c| c.reconnects += 1);
+                conn.track.dropped_at.get_or_insert_with(Instant::now);
+                let wait = conn.backoff.next_delay(DEFAULT_RETRY);
+                tokio::select! {
+                    () = stopped(&mut stop) => break,
+                    () = sleep(wait) => {}
+                }
+            }
             Ended::Churn => {
                 conn.shard.count(|c| c.reconnects += 1);
                 conn.track.dropped_at = Some(Instant::now());
@@ -166,9 +189,14 @@ impl Conn {
                 self.ctx
                     .note_error(&format!("{e} on {}", self.group.spec.path));
                 self.shard.count(|c| e.count(c));
-                return Ended::Dropped;
+                self.backoff.failed();
+                return match e {
+                    ConnectError::Status(_) | ConnectError::Redirect { .. } => Ended::Rejected,
+                    _ => Ended::Dropped,
+                };
             }
         };
+        self.backoff.established();
         self.ctx
             .record_connect(&self.shard, elapsed_us(self.track.attempt_at), tls_us);
         self.shard.count(|c| c.connections_established += 1);
@@ -183,7 +211,7 @@ impl Conn {
         let ended = self.run_socket(&mut socket, hold_until, stop).await;
         self.ctx.open.fetch_sub(1, Ordering::Relaxed);
         match ended {
-            Ended::Dropped => self.shard.count(|c| c.streams_dropped += 1),
+            Ended::Dropped | Ended::Rejected => self.shard.count(|c| c.streams_dropped += 1),
             Ended::Done | Ended::Churn => close_handshake(&mut socket).await,
         }
         ended
