@@ -22,7 +22,7 @@ use crate::live::raw_samples::{RawSamplesSummary, RawWriter};
 use crate::live::run::Progress;
 use crate::live::stats::{Histograms, IntervalCollector, Metric, Shards};
 use crate::live::target::Probe;
-use crate::results::report::Row;
+use crate::results::report::{Outage, Row};
 use server::process::ProcessSampler;
 
 /// What the reporter hands back at the end.
@@ -34,6 +34,8 @@ pub(crate) struct Gathered {
     pub(crate) rows: Vec<Row>,
     pub(crate) client_peak: Option<u64>,
     pub(crate) server_peak: Option<u64>,
+    /// When a remote target refused connections (and came back, or the run ended).
+    pub(crate) outages: Vec<Outage>,
 }
 
 /// The running reporter thread.
@@ -127,7 +129,9 @@ async fn reporter(mut a: ReporterArgs, mut stop: watch::Receiver<bool>) -> Gathe
     let mut watch = TargetWatch {
         server_pid: a.server_pid,
         remote: a.remote.then(|| a.probe.clone()),
+        down_since: None,
         refused_in_a_row: 0,
+        outages: Vec::new(),
         failed: Arc::clone(&a.target_failed),
         sampler: ProcessSampler::default(),
     };
@@ -160,12 +164,13 @@ async fn reporter(mut a: ReporterArgs, mut stop: watch::Receiver<bool>) -> Gathe
         let counters = a.shards.counters();
         let received = a.ctx.received.load(Ordering::Relaxed);
         let client_rss = own.sample(None).map(|s| s.rss_bytes);
-        let server_rss = watch.sample(stopping).await;
+        let t_s = now.saturating_duration_since(a.t0).as_secs_f64();
+        let server_rss = watch.sample(stopping, t_s).await;
         gathered.client_peak = gathered.client_peak.max(client_rss);
         gathered.server_peak = gathered.server_peak.max(server_rss);
         let p99 = |m: Metric| p99_of(interval.get(m));
         let row = Row {
-            t_s: now.saturating_duration_since(a.t0).as_secs_f64(),
+            t_s,
             connections_open: a.ctx.open.load(Ordering::Relaxed),
             events_per_s: received - last_received,
             errors: counters.errors() - last_errors,
@@ -194,6 +199,7 @@ async fn reporter(mut a: ReporterArgs, mut stop: watch::Receiver<bool>) -> Gathe
     }
     drop(logs);
     hlogs.flush();
+    gathered.outages = watch.finish(last_tick.saturating_duration_since(a.t0).as_secs_f64());
     gathered.raw = match (raw, raw_error, a.ctx.raw.as_ref()) {
         (_, Some(e), _) => Some(Err(e)),
         (Some(writer), None, Some(budget)) => Some(writer.finish(budget)),
@@ -271,18 +277,29 @@ fn p99_of(h: &hdrhistogram::Histogram<u64>) -> Option<u64> {
 
 /// Samples the target's RSS each tick and notices when it died: the bundled server's
 /// process is gone, or a remote target refused connections three seconds running.
+/// Once-a-second checks a remote target may refuse in a row before the run stops as failed:
+/// a restart or a network blip shorter than this is an outage the verdict reports.
+const DOWN_LIMIT: u32 = 10;
+
 struct TargetWatch {
     server_pid: Option<u32>,
     /// A remote target (memory from its `/metrics`).
     remote: Option<Probe>,
+    /// Since when (s into the run) the remote target refuses connections.
+    down_since: Option<f64>,
+    /// Consecutive once-a-second checks it refused.
     refused_in_a_row: u32,
+    /// Outages it came back from.
+    outages: Vec<Outage>,
     failed: Arc<Mutex<Option<String>>>,
     sampler: ProcessSampler,
 }
 
 impl TargetWatch {
-    /// The target's RSS now, if known; records a death unless the run is `stopping`.
-    async fn sample(&mut self, stopping: bool) -> Option<u64> {
+    /// The target's RSS now (`t_s` seconds into the run), if known; records an outage of a
+    /// remote target, and a death (bundled target gone, or remote refusing for
+    /// [`DOWN_LIMIT`] checks in a row) unless the run is `stopping`.
+    async fn sample(&mut self, stopping: bool, t_s: f64) -> Option<u64> {
         if let Some(pid) = self.server_pid {
             let rss = self.sampler.sample(Some(pid)).map(|s| s.rss_bytes);
             if rss.is_none() && !stopping {
@@ -293,10 +310,17 @@ impl TargetWatch {
         let probe = self.remote.as_ref()?;
         if probe.accepts().await {
             self.refused_in_a_row = 0;
+            if let Some(from_s) = self.down_since.take() {
+                self.outages.push(Outage { from_s, to_s: t_s });
+            }
         } else {
             self.refused_in_a_row += 1;
-            if self.refused_in_a_row >= 3 && !stopping {
-                self.fail(format!("{} refuses connections", probe.endpoint().url));
+            self.down_since.get_or_insert(t_s);
+            if self.refused_in_a_row >= DOWN_LIMIT && !stopping {
+                self.fail(format!(
+                    "{} refused connections for {DOWN_LIMIT} s",
+                    probe.endpoint().url
+                ));
             }
         }
         probe
@@ -304,6 +328,17 @@ impl TargetWatch {
             .await
             .get("process_resident_memory_bytes")
             .and_then(|v| gauge_u64(*v))
+    }
+
+    /// The outages, one still open at `end_s` closed there.
+    fn finish(mut self, end_s: f64) -> Vec<Outage> {
+        if let Some(from_s) = self.down_since.take() {
+            self.outages.push(Outage {
+                from_s,
+                to_s: end_s,
+            });
+        }
+        self.outages
     }
 
     fn fail(&self, why: String) {

@@ -320,6 +320,7 @@ async fn run_in(opts: RunOptions, run_dir: PathBuf) -> Result<Report, RunError> 
             .unwrap_or_else(PoisonError::into_inner)
             .clone(),
         shard,
+        target_outages: gathered.outages,
     };
     let written = output::write_all(&report, &facts)
         .map_err(|e| (run_dir.clone(), e.to_string()))

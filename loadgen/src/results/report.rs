@@ -22,6 +22,16 @@ pub enum Outcome {
     TargetFailed(String),
 }
 
+/// A span during which a remote target refused connections, seconds since the run started
+/// (to the nearest once-a-second check).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outage {
+    /// First check that was refused.
+    pub from_s: f64,
+    /// First check accepted again (or the end of the run).
+    pub to_s: f64,
+}
+
 /// One threshold's result.
 #[derive(Debug, Clone)]
 pub struct ThresholdResult {
@@ -156,6 +166,8 @@ pub struct Report {
     pub raw_samples: Option<crate::live::raw_samples::RawSamplesSummary>,
     /// A shard of a sharded run: its facts for `loadgen merge`.
     pub shard: Option<crate::results::shard_record::ShardRecord>,
+    /// When a remote target refused connections mid-run (see warnings).
+    pub target_outages: Vec<Outage>,
 }
 
 /// `send_lag.p99` above this (µs) flags the run: loadgen sent late, so every latency measured
@@ -261,6 +273,14 @@ impl Report {
                 } else {
                     ""
                 }
+            ));
+        }
+        for o in &self.target_outages {
+            out.push(format!(
+                "the target refused connections from t={:.0}s to t={:.0}s (about {:.0} s)",
+                o.from_s,
+                o.to_s,
+                o.to_s - o.from_s
             ));
         }
         if self.loadgen_late() {

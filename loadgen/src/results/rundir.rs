@@ -437,6 +437,7 @@ mod tests {
             error_samples: Vec::new(),
             raw_samples: None,
             shard: None,
+            target_outages: Vec::new(),
         };
         crate::results::output::write_all(&report, &crate::results::output::RunFacts::default())
             .expect("written");

@@ -502,15 +502,16 @@ async fn a_target_dying_mid_run_ends_it_with_exit_code_3_and_results_written() {
     let scenario = support::scenario(&one_client(
         "/sse/counter?interval_ms=20",
         "expect = \"stream\"",
-        "30s",
+        "60s",
     ));
     let run = tokio::spawn(loadgen::run(support::options(scenario, Some(addr), &dir)));
-    // Once events flow, take the server away for good.
+    // Once events flow, take the server away for good: after 10 refused checks (a shorter
+    // outage is only reported) the run ends.
     events_flowing(&server).await;
     server.shutdown(Duration::from_secs(1)).await;
-    let report = tokio::time::timeout(Duration::from_secs(20), run)
+    let report = tokio::time::timeout(Duration::from_secs(30), run)
         .await
-        .expect("the run notices within seconds, not at its 30 s end")
+        .expect("the run notices within seconds, not at its 60 s end")
         .expect("task")
         .expect("runs");
     assert!(

@@ -7,6 +7,7 @@ mod deploy;
 mod faults;
 mod foreign;
 mod headers;
+mod network;
 mod report;
 mod scenarios;
 mod shards;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::support::{self, Target, loadgen_exe};
-use support::loadgen as run;
+use support::{counter, loadgen as run};
 
 /// A publisher split over the shards, its SSE subscribers, and a WebSocket chat whose peers
 /// sit in every shard: the expectations no shard knows alone.
@@ -52,32 +52,6 @@ expect = "peers"
 
 fn text(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
-}
-
-/// `name`'s value in a run directory's `counters.csv`.
-fn counter(dir: &Path, name: &str) -> u64 {
-    let csv = std::fs::read_to_string(dir.join("counters.csv")).expect("counters.csv");
-    csv.lines()
-        .find_map(|l| {
-            let mut f = l.split(',');
-            (f.next() == Some(name)).then(|| f.next().expect("value").parse().expect("integer"))
-        })
-        .unwrap_or_else(|| panic!("no counter {name} in {}", dir.display()))
-}
-
-/// The `delivery` row of `summary.csv`: count, min, p50, p90, p99, p99.9, max.
-fn delivery_summary(dir: &Path) -> Vec<u64> {
-    let csv = std::fs::read_to_string(dir.join("summary.csv")).expect("summary.csv");
-    let row = csv
-        .lines()
-        .find(|l| l.starts_with("delivery,"))
-        .expect("delivery row");
-    let f: Vec<&str> = row.split(',').collect();
-    // metric,count,min,mean,p50,p90,p99,p99.9,max,unit
-    [1, 2, 4, 5, 6, 7, 8]
-        .iter()
-        .map(|&i| f[i].parse().expect("integer"))
-        .collect()
 }
 
 /// Runs `SCENARIO` as three shards (shard `i` started by `command(i)`, all at one instant)
@@ -202,7 +176,7 @@ fn merge_and_check(dir: &Path, shard_dirs: &[PathBuf]) -> (PathBuf, Vec<u64>) {
         union.max(),
     ];
     assert!(union.len() > 100, "{} samples", union.len());
-    assert_eq!(delivery_summary(&merged), want);
+    assert_eq!(support::summary_of(&merged, "delivery"), want);
     (merged, want)
 }
 
@@ -265,7 +239,7 @@ fn three_shard_processes_merge_to_the_whole_plan_and_the_union_percentiles() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(delivery_summary(&again), want);
+    assert_eq!(support::summary_of(&again, "delivery"), want);
     assert_eq!(
         counter(&again, "messages_expected"),
         counter(&merged, "messages_expected")

@@ -277,3 +277,30 @@ pub(crate) async fn hold_open(mut stream: TcpStream) {
     let mut buf = [0u8; 64];
     let _ = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf)).await;
 }
+
+/// `name`'s value in a run directory's `counters.csv`.
+pub(crate) fn counter(dir: &Path, name: &str) -> u64 {
+    let csv = std::fs::read_to_string(dir.join("counters.csv")).expect("counters.csv");
+    csv.lines()
+        .find_map(|l| {
+            let mut f = l.split(',');
+            (f.next() == Some(name)).then(|| f.next().expect("value").parse().expect("integer"))
+        })
+        .unwrap_or_else(|| panic!("no counter {name} in {}", dir.display()))
+}
+
+/// `metric`'s row of a run directory's `summary.csv` (µs): count, min, p50, p90, p99, p99.9,
+/// max.
+pub(crate) fn summary_of(dir: &Path, metric: &str) -> Vec<u64> {
+    let csv = std::fs::read_to_string(dir.join("summary.csv")).expect("summary.csv");
+    let row = csv
+        .lines()
+        .find(|l| l.starts_with(&format!("{metric},")))
+        .unwrap_or_else(|| panic!("no {metric} row in {}", dir.display()));
+    let f: Vec<&str> = row.split(',').collect();
+    // metric,count,min,mean,p50,p90,p99,p99.9,max,unit
+    [1, 2, 4, 5, 6, 7, 8]
+        .iter()
+        .map(|&i| f[i].parse().expect("integer"))
+        .collect()
+}
