@@ -269,8 +269,9 @@ async fn run_in(opts: RunOptions, run_dir: PathBuf) -> Result<Report, RunError> 
         server_rss,
         connect_deadline: t0 + last_arrival + client::CONNECT_TIMEOUT,
     };
+    let mut measured = None;
     let outcome = tokio::select! {
-        () = phases.drive(&mut cpu, &mut memory) => Outcome::Completed,
+        () = phases.drive(&mut cpu, &mut memory, &mut measured) => Outcome::Completed,
         () = sleep_until(t0 + opts.scenario.run.time_limit) => Outcome::TimeLimit,
         () = cancelled(opts.cancel.clone()) => Outcome::Interrupted,
         why = target_died(&target_failed) => Outcome::TargetFailed(why),
@@ -292,6 +293,16 @@ async fn run_in(opts: RunOptions, run_dir: PathBuf) -> Result<Report, RunError> 
     };
     memory.client_peak = gathered.client_peak;
     memory.server_peak = gathered.server_peak;
+    if let Some((from, until)) = measured {
+        let window = (
+            from.saturating_duration_since(t0).as_secs_f64(),
+            until.saturating_duration_since(t0).as_secs_f64(),
+        );
+        memory.client_slope_per_min =
+            report::slope_per_min(&gathered.rows, |r| r.client_rss_bytes, window);
+        memory.server_slope_per_min =
+            report::slope_per_min(&gathered.rows, |r| r.server_rss_bytes, window);
+    }
     let counters = shards.counters();
     let thresholds = report::evaluate(&opts.scenario.thresholds, &gathered.totals, &counters);
     let shard = opts.scenario.sharding.as_ref().map(|s| {
@@ -552,8 +563,13 @@ struct Phases<'a> {
 
 impl Phases<'_> {
     /// Connect → settle → warm-up → measured phase (CPU and the memory plateau sampled at its
-    /// ends) → drain.
-    async fn drive(&self, cpu: &mut Cpu, memory: &mut Memory) {
+    /// ends) → drain. Sets `measured` to the measured phase once it has begun.
+    async fn drive(
+        &self,
+        cpu: &mut Cpu,
+        memory: &mut Memory,
+        measured: &mut Option<(Instant, Instant)>,
+    ) {
         self.connect().await;
         // Optionally let the server process the last joins and subscriptions before anyone
         // sends (`run.settle`, default 0).
@@ -562,6 +578,7 @@ impl Phases<'_> {
         let until = from + self.scenario.run.duration;
         let warmup = !self.scenario.run.warmup.is_zero();
         self.ctx.set_window(warmup.then_some(from), until);
+        *measured = Some((from, until));
         let _ = self.signals.start_sending.send(true);
         sleep_until(from).await;
         let server_pid = self.server_rss.pid;

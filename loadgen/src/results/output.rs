@@ -266,6 +266,14 @@ pub fn counters_csv(report: &Report) -> String {
             opt(m.server_per_connection().map(|v| format!("{v:.0}"))),
         ),
         ("connections_at_plateau", m.connections.to_string()),
+        (
+            "client_rss_slope_bytes_per_min",
+            opt(m.client_slope_per_min.map(|v| format!("{v:.0}"))),
+        ),
+        (
+            "server_rss_slope_bytes_per_min",
+            opt(m.server_slope_per_min.map(|v| format!("{v:.0}"))),
+        ),
     ];
     rows.extend(memory.map(|(name, value)| CounterOut::new(name, value, "memory")));
     let c = &report.cpu;

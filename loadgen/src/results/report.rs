@@ -60,6 +60,38 @@ pub struct Memory {
     pub server_peak: Option<u64>,
     /// Connections open at the plateau sample.
     pub connections: u64,
+    /// Least-squares slope of loadgen's once-a-second RSS over the measured phase, bytes per
+    /// minute (a leak shows as a steady positive slope; `None` under 3 samples).
+    pub client_slope_per_min: Option<f64>,
+    /// The same for the target's RSS.
+    pub server_slope_per_min: Option<f64>,
+}
+
+/// Least-squares slope of `pick(row)` against `row.t_s` over the rows with `t_s` in
+/// `[from_s, until_s]`, in units per minute; `None` with fewer than 3 such samples.
+#[must_use]
+pub fn slope_per_min(
+    rows: &[Row],
+    pick: fn(&Row) -> Option<u64>,
+    (from_s, until_s): (f64, f64),
+) -> Option<f64> {
+    let points: Vec<(f64, f64)> = rows
+        .iter()
+        .filter(|r| (from_s..=until_s).contains(&r.t_s))
+        .filter_map(|r| Some((r.t_s, pick(r)? as f64)))
+        .collect();
+    if points.len() < 3 {
+        return None;
+    }
+    let n = points.len() as f64;
+    let mean_t = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_v = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let (mut cov, mut var) = (0.0, 0.0);
+    for (t, v) in &points {
+        cov += (t - mean_t) * (v - mean_v);
+        var += (t - mean_t) * (t - mean_t);
+    }
+    (var > 0.0).then(|| cov / var * 60.0)
 }
 
 impl Memory {
@@ -356,6 +388,17 @@ impl Report {
             kib(m.server_per_connection()),
             m.connections
         );
+        if m.client_slope_per_min.is_some() || m.server_slope_per_min.is_some() {
+            let slope = |b: Option<f64>| {
+                b.map_or("-".to_owned(), |b| format!("{:+.1} KiB/min", b / 1024.0))
+            };
+            let _ = writeln!(
+                out,
+                "memory slope over the measured phase: loadgen {}, target {}",
+                slope(m.client_slope_per_min),
+                slope(m.server_slope_per_min)
+            );
+        }
         let pct = |p: Option<f64>| p.map_or("-".to_owned(), |p| format!("{p:.0}%"));
         let _ = writeln!(
             out,
@@ -511,6 +554,31 @@ mod tests {
     /// The percentile definition (README, "What is measured"): pXX is HdrHistogram's value at
     /// that percentile, the smallest recorded value (to 3 significant digits, reported as the
     /// highest value equivalent to it) that XX% of the samples are at or below.
+    #[test]
+    fn rss_slope_is_the_least_squares_line_over_the_window_only() {
+        let rows: Vec<Row> = (0..20u32)
+            .map(|t| Row {
+                t_s: f64::from(t),
+                // 1,000 bytes more each second inside [5, 15], a jump outside it.
+                client_rss_bytes: Some(if (5..=15).contains(&t) {
+                    1_000_000 + 1000 * u64::from(t)
+                } else {
+                    9_000_000
+                }),
+                server_rss_bytes: (t % 2 == 0).then_some(500),
+                ..Row::default()
+            })
+            .collect();
+        let client = slope_per_min(&rows, |r| r.client_rss_bytes, (5.0, 15.0)).expect("slope");
+        assert!((client - 60_000.0).abs() < 1e-6, "{client}");
+        let flat = slope_per_min(&rows, |r| r.server_rss_bytes, (5.0, 15.0)).expect("slope");
+        assert!(flat.abs() < 1e-9, "{flat}");
+        assert_eq!(
+            slope_per_min(&rows, |r| r.client_rss_bytes, (5.0, 6.5)),
+            None
+        );
+    }
+
     #[test]
     fn p90_with_exactly_ten_percent_large_samples_is_the_small_value() {
         let mut h = Histograms::default();

@@ -10,7 +10,7 @@ use loadgen::scenario::Protocol;
 
 use crate::support;
 
-const SHIPPED: [&str; 12] = [
+const SHIPPED: [&str; 13] = [
     "fanout",
     "counter",
     "chat-sse",
@@ -23,6 +23,7 @@ const SHIPPED: [&str; 12] = [
     "pubsub",
     "mixed",
     "soak-10k",
+    "soak-19k",
 ];
 
 fn path_of(name: &str) -> PathBuf {
@@ -57,6 +58,9 @@ fn every_scenario_file_is_shipped_and_valid() {
     assert_eq!(fanout.publishers[0].rate, 10.0);
     let soak = loadgen::scenario::load(&path_of("soak-10k")).expect("valid");
     assert_eq!(soak.total_connections(), 10_000);
+    let soak = loadgen::scenario::load(&path_of("soak-19k")).expect("valid");
+    assert_eq!(soak.total_connections(), 19_000);
+    assert_eq!(soak.run.duration, Duration::from_secs(600));
 }
 
 fn delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>, prefix: &str) -> f64 {
@@ -183,6 +187,7 @@ small_runs! {
     pubsub_runs_small => "pubsub",
     mixed_runs_small => "mixed",
     soak_10k_runs_small => "soak-10k",
+    soak_19k_runs_small => "soak-19k",
 }
 
 /// The "Testing your own server" examples: each validates (with the variables it needs set)

@@ -14,6 +14,8 @@ pub(super) struct Resources {
     server_plateau: Option<f64>,
     pub(super) server_peak: Option<f64>,
     server_cpu: Option<f64>,
+    /// The steepest target RSS slope any shard saw, bytes per minute.
+    server_slope: Option<f64>,
     saturated: (bool, bool),
 }
 
@@ -25,6 +27,8 @@ struct ShardResources {
     connections: f64,
     loadgen_cpu: Option<f64>,
     cores: f64,
+    /// Its loadgen's RSS slope, bytes per minute (the shards' slopes add up).
+    client_slope: Option<f64>,
 }
 
 impl Resources {
@@ -42,12 +46,14 @@ impl Resources {
                     connections: s.data.counter("connections_at_plateau").unwrap_or(0.0),
                     loadgen_cpu: s.data.counter("loadgen_cpu_percent"),
                     cores: s.data.counter("cores").unwrap_or(0.0),
+                    client_slope: s.data.counter("client_rss_slope_bytes_per_min"),
                 })
                 .collect(),
             server_baseline: all("server_rss_baseline_bytes").reduce(f64::min),
             server_plateau: max("server_rss_plateau_bytes"),
             server_peak: max("server_rss_peak_bytes"),
             server_cpu: max("server_cpu_percent"),
+            server_slope: max("server_rss_slope_bytes_per_min"),
             saturated: (
                 all("loadgen_saturated").any(|v| v > 0.0),
                 all("machine_saturated").any(|v| v > 0.0),
@@ -100,6 +106,11 @@ impl Resources {
             ("server_rss_peak_bytes", int(self.server_peak)),
             ("server_bytes_per_connection", int(server_per_connection)),
             ("connections_at_plateau", format!("{n:.0}")),
+            (
+                "client_rss_slope_bytes_per_min",
+                int(self.total(|s| s.client_slope)),
+            ),
+            ("server_rss_slope_bytes_per_min", int(self.server_slope)),
         ];
         let cpu = [
             ("loadgen_cpu_percent", one(self.total(|s| s.loadgen_cpu))),
