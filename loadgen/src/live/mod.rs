@@ -12,6 +12,7 @@ pub(crate) mod reporter;
 pub mod run;
 pub mod start_at;
 pub mod stats;
+pub(crate) mod supervise;
 pub mod target;
 pub mod tracker;
 pub mod transport;

@@ -21,6 +21,7 @@ use crate::live::client::Ctx;
 use crate::live::raw_samples::{RawSamplesSummary, RawWriter};
 use crate::live::run::Progress;
 use crate::live::stats::{Histograms, IntervalCollector, Metric, Shards};
+use crate::live::supervise::{self, SharedPid};
 use crate::live::target::Probe;
 use crate::results::report::{Outage, Row};
 use server::process::ProcessSampler;
@@ -105,7 +106,8 @@ pub(crate) struct ReporterArgs {
     pub(crate) shards: Shards,
     pub(crate) run_dir: PathBuf,
     pub(crate) t0: Instant,
-    pub(crate) server_pid: Option<u32>,
+    /// The bundled server's pid, kept current by the supervisor.
+    pub(crate) server_pid: Option<SharedPid>,
     /// Scrapes the target.
     pub(crate) probe: Probe,
     pub(crate) remote: bool,
@@ -281,8 +283,18 @@ fn p99_of(h: &hdrhistogram::Histogram<u64>) -> Option<u64> {
 /// a restart or a network blip shorter than this is an outage the verdict reports.
 const DOWN_LIMIT: u32 = 10;
 
+/// A remote target's outage: it refused connections.
+fn refused(from_s: f64, to_s: f64) -> Outage {
+    Outage {
+        from_s,
+        to_s,
+        cause: "it refused connections".to_owned(),
+    }
+}
+
 struct TargetWatch {
-    server_pid: Option<u32>,
+    /// The bundled server's pid (0 while it is down).
+    server_pid: Option<SharedPid>,
     /// A remote target (memory from its `/metrics`).
     remote: Option<Probe>,
     /// Since when (s into the run) the remote target refuses connections.
@@ -297,21 +309,20 @@ struct TargetWatch {
 
 impl TargetWatch {
     /// The target's RSS now (`t_s` seconds into the run), if known; records an outage of a
-    /// remote target, and a death (bundled target gone, or remote refusing for
-    /// [`DOWN_LIMIT`] checks in a row) unless the run is `stopping`.
+    /// remote target, and its death (refusing for [`DOWN_LIMIT`] checks in a row) unless the
+    /// run is `stopping`. The bundled server's deaths are the supervisor's to record.
     async fn sample(&mut self, stopping: bool, t_s: f64) -> Option<u64> {
-        if let Some(pid) = self.server_pid {
-            let rss = self.sampler.sample(Some(pid)).map(|s| s.rss_bytes);
-            if rss.is_none() && !stopping {
-                self.fail("the bundled server exited".to_owned());
-            }
-            return rss;
+        if let Some(pid) = &self.server_pid {
+            // Down while the supervisor starts it again (which reports the death itself).
+            return supervise::current(pid)
+                .and_then(|pid| self.sampler.sample(Some(pid)))
+                .map(|s| s.rss_bytes);
         }
         let probe = self.remote.as_ref()?;
         if probe.accepts().await {
             self.refused_in_a_row = 0;
             if let Some(from_s) = self.down_since.take() {
-                self.outages.push(Outage { from_s, to_s: t_s });
+                self.outages.push(refused(from_s, t_s));
             }
         } else {
             self.refused_in_a_row += 1;
@@ -333,10 +344,7 @@ impl TargetWatch {
     /// The outages, one still open at `end_s` closed there.
     fn finish(mut self, end_s: f64) -> Vec<Outage> {
         if let Some(from_s) = self.down_since.take() {
-            self.outages.push(Outage {
-                from_s,
-                to_s: end_s,
-            });
+            self.outages.push(refused(from_s, end_s));
         }
         self.outages
     }

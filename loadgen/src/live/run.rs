@@ -7,7 +7,7 @@
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use crate::live::raw_samples::{RawSamplesOptions, RawWriter};
 use crate::live::reporter::{self, gauge_u64};
 use crate::live::start_at::{StartAt, StartAtError};
 use crate::live::stats::Shards;
+use crate::live::supervise::{self, SharedPid, Supervisor};
 use crate::live::target::{Probe, Target, TargetError};
 use crate::live::transport::{self, Connector, Endpoints, TlsOptions, TlsSetupError};
 use crate::results::output::{self, OutDirError, RunFacts};
@@ -217,8 +218,9 @@ async fn run_in(opts: RunOptions, run_dir: PathBuf) -> Result<Report, RunError> 
     let started_unix_us = wire::now_unix_us();
     let t0 = Instant::now();
     let server_before = probe.scrape().await;
+    let server_pid: Option<SharedPid> = target.pid().map(|p| Arc::new(AtomicU32::new(p)));
     let server_rss = ServerRss {
-        pid: target.pid(),
+        pid: server_pid.clone(),
         remote: target_url.is_some().then(|| probe.clone()),
     };
     let mut memory = Memory {
@@ -250,13 +252,20 @@ async fn run_in(opts: RunOptions, run_dir: PathBuf) -> Result<Report, RunError> 
         shards: shards.clone(),
         run_dir: run_dir.clone(),
         t0,
-        server_pid: server_rss.pid,
+        server_pid: server_pid.clone(),
         probe: probe.clone(),
         remote: target_url.is_some(),
         progress: opts.progress,
         target_failed: Arc::clone(&target_failed),
     })
     .map_err(|e| TargetError::Start(format!("cannot start the reporter thread: {e}")))?;
+    // The bundled server is started again if it dies mid-run.
+    let supervisor = Supervisor::start(
+        target,
+        t0,
+        server_pid.unwrap_or_default(),
+        Arc::clone(&target_failed),
+    );
 
     let mut cpu = Cpu {
         cores,
@@ -279,7 +288,12 @@ async fn run_in(opts: RunOptions, run_dir: PathBuf) -> Result<Report, RunError> 
     stop_load(&signals, &mut tasks).await;
     let gathered = reporter.finish().await;
     let server_after = probe.scrape().await;
-    target.stop().await;
+    let mut target_outages = gathered.outages;
+    if let Ok((target, outages)) = supervisor.finish().await {
+        target.stop().await;
+        target_outages.extend(outages);
+    }
+    target_outages.sort_by(|a, b| a.from_s.total_cmp(&b.from_s));
 
     // A raw-samples file that failed mid-run is reported after the table, not instead of it.
     let mut unwritten = None;
@@ -331,7 +345,7 @@ async fn run_in(opts: RunOptions, run_dir: PathBuf) -> Result<Report, RunError> 
             .unwrap_or_else(PoisonError::into_inner)
             .clone(),
         shard,
-        target_outages: gathered.outages,
+        target_outages,
     };
     let written = output::write_all(&report, &facts)
         .map_err(|e| (run_dir.clone(), e.to_string()))
@@ -522,15 +536,21 @@ fn spawn_load(
 /// `/metrics` (`process_resident_memory_bytes`).
 #[derive(Debug, Clone)]
 struct ServerRss {
-    pid: Option<u32>,
+    /// The bundled server's pid (0 while it is down).
+    pid: Option<SharedPid>,
     remote: Option<Probe>,
 }
 
 impl ServerRss {
+    /// The bundled server's pid now, if it runs.
+    fn current_pid(&self) -> Option<u32> {
+        self.pid.as_ref().and_then(supervise::current)
+    }
+
     /// RSS now (bundled) or from a scrape already taken (remote).
     fn given_scrape(&self, scraped: &std::collections::BTreeMap<String, f64>) -> Option<u64> {
-        match self.pid {
-            Some(pid) => process::rss_bytes(Some(pid)),
+        match &self.pid {
+            Some(pid) => supervise::current(pid).and_then(|pid| process::rss_bytes(Some(pid))),
             None => scraped
                 .get("process_resident_memory_bytes")
                 .and_then(|v| gauge_u64(*v)),
@@ -539,7 +559,7 @@ impl ServerRss {
 
     /// RSS now; a remote target is scraped off the I/O runtime.
     async fn now(&self) -> Option<u64> {
-        match (self.pid, &self.remote) {
+        match (&self.pid, &self.remote) {
             (None, Some(probe)) => {
                 let probe = probe.clone();
                 let scraped = reporter::off_runtime(async move { probe.scrape().await })
@@ -581,17 +601,23 @@ impl Phases<'_> {
         *measured = Some((from, until));
         let _ = self.signals.start_sending.send(true);
         sleep_until(from).await;
-        let server_pid = self.server_rss.pid;
-        let start = sample_processes(server_pid).await;
+        let pid_at_start = self.server_rss.current_pid();
+        let start = sample_processes(pid_at_start).await;
         let started = Instant::now();
         sleep_until(until).await;
-        let end = sample_processes(server_pid).await;
+        let pid_at_end = self.server_rss.current_pid();
+        let end = sample_processes(pid_at_end).await;
         let wall = started.elapsed().as_secs_f64();
         let pct = |a: Option<ProcessSample>, b: Option<ProcessSample>| {
             Some((b?.cpu_time.saturating_sub(a?.cpu_time)).as_secs_f64() / wall * 100.0)
         };
         cpu.loadgen_percent = pct(start.0, end.0);
-        cpu.server_percent = pct(start.1, end.1);
+        // A server started again mid-phase has no CPU time of the whole phase.
+        cpu.server_percent = if pid_at_start == pid_at_end {
+            pct(start.1, end.1)
+        } else {
+            None
+        };
         memory.client_plateau = end.0.map(|s| s.rss_bytes);
         memory.server_plateau = match end.1 {
             Some(server) => Some(server.rss_bytes),

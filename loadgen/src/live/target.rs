@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +48,8 @@ pub enum TargetError {
 pub struct Target {
     probe: Probe,
     child: Option<Child>,
+    /// How the bundled server was started (to start it again on the same address).
+    command: Option<(PathBuf, Vec<String>)>,
 }
 
 impl Target {
@@ -60,6 +62,7 @@ impl Target {
                 connector,
             },
             child: None,
+            command: None,
         }
     }
 
@@ -77,43 +80,43 @@ impl Target {
         args: &[String],
         connector: Connector,
     ) -> Result<Self, TargetError> {
-        let mut child = Command::new(exe)
-            .arg("serve")
-            .arg("--listen=127.0.0.1:0")
-            .args(args)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| TargetError::Start(format!("{}: {e}", exe.display())))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| TargetError::Start("no stdout".to_owned()))?;
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = timeout(START_DEADLINE, async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(addr) = line.strip_prefix(LISTENING) {
-                    return addr.trim().parse::<SocketAddr>().ok();
-                }
-            }
-            None
-        })
-        .await
-        .ok()
-        .flatten()
-        .ok_or_else(|| TargetError::Start("it exited or never reported its address".to_owned()))?;
+        let (child, addr) = start_child(exe, args, "127.0.0.1:0").await?;
         let target = Self {
             probe: Probe {
                 endpoint: Arc::new(Endpoint::at(addr)),
                 connector,
             },
             child: Some(child),
+            command: Some((exe.to_owned(), args.to_owned())),
         };
         target.wait_healthy().await?;
         Ok(target)
+    }
+
+    /// Waits until the bundled server exits and returns how; never returns for a remote
+    /// target (or once the child was taken).
+    pub(crate) async fn exited(&mut self) -> std::io::Result<ExitStatus> {
+        match &mut self.child {
+            Some(child) => child.wait().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Starts the bundled server again, on the address it had, and waits until it answers
+    /// `/healthz`.
+    ///
+    /// # Errors
+    /// [`TargetError::Start`] when this is no bundled server or it does not come back.
+    pub(crate) async fn restart(&mut self) -> Result<(), TargetError> {
+        let Some((exe, args)) = &self.command else {
+            return Err(TargetError::Start(
+                "a remote target is not ours to restart".to_owned(),
+            ));
+        };
+        let listen = self.probe.endpoint.addr_for(0).to_string();
+        let (child, _) = start_child(exe, args, &listen).await?;
+        self.child = Some(child);
+        self.wait_healthy().await
     }
 
     /// Polls `/healthz` until it answers 200.
@@ -143,13 +146,6 @@ impl Target {
         self.child.as_ref().and_then(Child::id)
     }
 
-    /// Whether the bundled server has exited (always `false` for a remote target).
-    pub fn has_exited(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| !matches!(c.try_wait(), Ok(None)))
-    }
-
     /// Stops the bundled server with SIGTERM (SIGKILL after 10 s); nothing for a remote one.
     pub async fn stop(mut self) {
         let Some(mut child) = self.child.take() else {
@@ -170,6 +166,43 @@ impl Target {
             let _ = child.kill().await;
         }
     }
+}
+
+/// Starts `exe serve --listen <listen> <args>`; returns it and the address it reports.
+async fn start_child(
+    exe: &Path,
+    args: &[String],
+    listen: &str,
+) -> Result<(Child, SocketAddr), TargetError> {
+    let mut child = Command::new(exe)
+        .arg("serve")
+        .arg(format!("--listen={listen}"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| TargetError::Start(format!("{}: {e}", exe.display())))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| TargetError::Start("no stdout".to_owned()))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = timeout(START_DEADLINE, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(addr) = line.strip_prefix(LISTENING) {
+                return addr.trim().parse::<SocketAddr>().ok();
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(|| TargetError::Start("it exited or never reported its address".to_owned()))?;
+    Ok((child, addr))
 }
 
 /// Where the target is and how to reach it: `GET`s `/healthz` and `/metrics` over the same

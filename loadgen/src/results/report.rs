@@ -22,14 +22,17 @@ pub enum Outcome {
     TargetFailed(String),
 }
 
-/// A span during which a remote target refused connections, seconds since the run started
-/// (to the nearest once-a-second check).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A span during which the target was down, seconds since the run started: a remote target
+/// refusing connections (to the nearest once-a-second check), or the bundled server dead
+/// until it was started again.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Outage {
-    /// First check that was refused.
+    /// When it went down.
     pub from_s: f64,
-    /// First check accepted again (or the end of the run).
+    /// When it answered again (or the end of the run).
     pub to_s: f64,
+    /// What happened, for the verdict.
+    pub cause: String,
 }
 
 /// One threshold's result.
@@ -198,7 +201,7 @@ pub struct Report {
     pub raw_samples: Option<crate::live::raw_samples::RawSamplesSummary>,
     /// A shard of a sharded run: its facts for `loadgen merge`.
     pub shard: Option<crate::results::shard_record::ShardRecord>,
-    /// When a remote target refused connections mid-run (see warnings).
+    /// When the target was down mid-run (see warnings).
     pub target_outages: Vec<Outage>,
 }
 
@@ -309,10 +312,8 @@ impl Report {
         }
         for o in &self.target_outages {
             out.push(format!(
-                "the target refused connections from t={:.0}s to t={:.0}s (about {:.0} s)",
-                o.from_s,
-                o.to_s,
-                o.to_s - o.from_s
+                "target down from t={:.2}s to t={:.2}s: {}",
+                o.from_s, o.to_s, o.cause
             ));
         }
         if self.loadgen_late() {

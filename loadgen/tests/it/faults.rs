@@ -245,3 +245,144 @@ latency = "rtt"
     assert_eq!(echo_closes(&target, "vanished"), 0.0);
     assert_eq!(echo_closes(&target, "error"), 0.0);
 }
+
+/// The children of process `pid` (every thread's), from `/proc`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
+        .flat_map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// SSE and reconnecting WebSocket subscribers of two publishers, on the bundled target.
+const RESTART_SCENARIO: &str = r#"
+name = "restart"
+description = "test: the bundled target is killed mid-run"
+thresholds = ["lost == 0"]
+
+[run]
+settle = "200ms"
+warmup = "1s"
+duration = "7s"
+
+[[publishers]]
+name = "sse-news"
+protocol = "http"
+path = "/sse/notifications"
+rate = 20
+payload_bytes = 64
+
+[[publishers]]
+name = "ws-news"
+protocol = "http"
+path = "/publish/news"
+rate = 20
+payload_bytes = 64
+
+[[clients]]
+name = "sse"
+protocol = "sse"
+path = "/sse/notifications"
+count = 20
+arrival_rate = 500
+events = ["notification"]
+expect = "publisher:sse-news"
+
+[[clients]]
+name = "ws"
+protocol = "ws"
+path = "/ws/pubsub"
+count = 10
+arrival_rate = 500
+on_connect = ['{"type":"subscribe","topic":"news"}']
+types = ["message"]
+stamp = { pointer = "/data" }
+expect = "publisher:ws-news"
+reconnect = true
+"#;
+
+#[test]
+fn the_bundled_target_killed_mid_run_is_started_again_and_the_verdict_says_so() {
+    let dir = support::temp_dir("restart");
+    let file = dir.join("restart.toml");
+    std::fs::write(&file, RESTART_SCENARIO).expect("scenario");
+    let run_dir = dir.join("run");
+    // Connections start 3 s from now (the bundled server is up by then); 3 s into the run,
+    // well inside its measured phase, the server gets SIGKILL.
+    let start = wire::now_unix_us() / 1_000_000 + 3;
+    let child = Command::new(support::loadgen_exe())
+        .args(["run", text(&file), "--quiet", "--out", text(&run_dir)])
+        .args(["--start-at", &start.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start loadgen");
+    wait_for("the bundled server", || !children_of(child.id()).is_empty());
+    let servers = children_of(child.id());
+    let kill_at = Duration::from_secs(start + 3);
+    let now = Duration::from_micros(wire::now_unix_us());
+    std::thread::sleep(kill_at.saturating_sub(now));
+    for pid in &servers {
+        let killed = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+    }
+    let out = child.wait_with_output().expect("loadgen ran");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    eprintln!("{stdout}");
+    let run: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("run.json")).expect("run.json written"),
+    )
+    .expect("json");
+    // The run went on to its end against the server started again...
+    assert_eq!(run["outcome"], "Completed", "{stdout}\n{stderr}");
+    let rows = std::fs::read_to_string(run_dir.join("timeseries.csv")).expect("timeseries");
+    let last_second_events: u64 = rows
+        .lines()
+        .rev()
+        .nth(1)
+        .and_then(|l| l.split(',').nth(2)?.parse().ok())
+        .expect("events_per_s");
+    assert!(
+        last_second_events > 0,
+        "nothing arrived after the restart\n{rows}"
+    );
+    // ...the verdict says what happened...
+    let warnings = run["warnings"].to_string();
+    assert!(
+        warnings.contains("the bundled server exited (signal: 9 (SIGKILL)) and was started again on the same address"),
+        "{warnings}"
+    );
+    // ...every connection came back...
+    let dropped = support::counter(&run_dir, "streams_dropped");
+    assert!(dropped >= 30, "{dropped} streams dropped\n{stdout}");
+    assert!(support::counter(&run_dir, "reconnects") >= dropped);
+    // ...and the counts reconcile: every lost message fell while connections were down
+    // (what the dead server held, what was published before they were back), and the failure
+    // says so.
+    let lost = support::counter(&run_dir, "lost");
+    let across = support::counter(&run_dir, "gaps_across_reconnects");
+    assert!(
+        lost > 0 && across == lost,
+        "lost {lost}, across reconnects {across}\n{stdout}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "{lost} of them were published while connections were down"
+        )),
+        "{stdout}"
+    );
+}

@@ -344,7 +344,8 @@ fn reset_connections_resume_sse_without_a_gap_and_ws_loss_is_counted_and_explain
     let warnings = verdict(&sse_dir, "warnings");
     assert!(
         warnings.contains("every resumed stream went on without a gap")
-            && warnings.contains("the target refused connections from"),
+            && warnings.contains("target down from t=")
+            && warnings.contains("it refused connections"),
         "{warnings}"
     );
 
