@@ -102,6 +102,8 @@ pub enum CloseReason {
     InvalidUtf8,
     /// Any other protocol violation by the peer (close 1002).
     Protocol,
+    /// The peer broke a usage rule, e.g. a ping flood (close 1008).
+    Policy,
     /// The client could not keep up and was dropped.
     SlowConsumer,
     /// A transport error.
@@ -110,7 +112,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, in exposition order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Client,
         Self::Vanished,
         Self::Shutdown,
@@ -119,6 +121,7 @@ impl CloseReason {
         Self::TooBig,
         Self::InvalidUtf8,
         Self::Protocol,
+        Self::Policy,
         Self::SlowConsumer,
         Self::Error,
     ];
@@ -135,6 +138,7 @@ impl CloseReason {
             Self::TooBig => "too_big",
             Self::InvalidUtf8 => "invalid_utf8",
             Self::Protocol => "protocol",
+            Self::Policy => "policy",
             Self::SlowConsumer => "slow_consumer",
             Self::Error => "error",
         }

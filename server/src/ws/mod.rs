@@ -70,6 +70,7 @@ pub(crate) async fn run_session<S: WsScenario>(
     let mut heartbeat = interval_at(Instant::now() + period, period);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut heard_since_ping = true;
+    let mut pings = PingBudget::default();
     let mut reason = CloseReason::Client;
     let mut close: Option<(u16, &'static str)> = None;
     for msg in greeting {
@@ -97,6 +98,11 @@ pub(crate) async fn run_session<S: WsScenario>(
                         // Send the Close reply tungstenite queued (bounded): the peer's close
                         // handshake completes before the connection goes.
                         let _ = timeout(CLOSE_GRACE, futures_util::SinkExt::close(&mut ws)).await;
+                        break;
+                    }
+                    Some(Ok(msg)) if msg.is_ping() && !pings.allow(Instant::now()) => {
+                        reason = CloseReason::Policy;
+                        close = Some((1008, "ping flood"));
                         break;
                     }
                     Some(Ok(msg)) if msg.is_ping() || msg.is_pong() => {}
@@ -162,6 +168,35 @@ pub(crate) async fn run_session<S: WsScenario>(
             while let Some(Ok(_)) = ws.recv().await {}
         })
         .await;
+    }
+}
+
+/// Pings a peer may send per second; each is answered with a pong, so a flood of them is a
+/// flood of writes the peer may never read. A browser sends none; a client keeping a
+/// connection alive sends one every few seconds.
+pub(crate) const MAX_PINGS_PER_SECOND: u32 = 50;
+
+/// Counts a peer's pings per one-second window.
+#[derive(Debug, Default)]
+struct PingBudget {
+    window_start: Option<Instant>,
+    in_window: u32,
+}
+
+impl PingBudget {
+    /// Counts a ping at `now`; `false` once the window holds more than
+    /// [`MAX_PINGS_PER_SECOND`].
+    fn allow(&mut self, now: Instant) -> bool {
+        match self.window_start {
+            Some(start) if now.duration_since(start) < Duration::from_secs(1) => {
+                self.in_window += 1;
+            }
+            _ => {
+                self.window_start = Some(now);
+                self.in_window = 1;
+            }
+        }
+        self.in_window <= MAX_PINGS_PER_SECOND
     }
 }
 
@@ -232,5 +267,24 @@ pub(crate) fn group_name(map: &Map<String, Value>, field: &str) -> Result<String
             groups::MAX_GROUP_NAME
         ))),
         Some(name) => Ok(name.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod ping_budget_tests {
+    use super::*;
+
+    #[test]
+    fn fifty_pings_a_second_pass_the_fifty_first_does_not_and_a_new_second_starts_over() {
+        let start = Instant::now();
+        let mut budget = PingBudget::default();
+        for i in 0..MAX_PINGS_PER_SECOND {
+            assert!(
+                budget.allow(start + Duration::from_millis(u64::from(i))),
+                "ping {i}"
+            );
+        }
+        assert!(!budget.allow(start + Duration::from_millis(999)));
+        assert!(budget.allow(start + Duration::from_millis(1000)));
     }
 }

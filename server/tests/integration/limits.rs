@@ -281,3 +281,86 @@ async fn a_1_gib_post_gets_413_without_the_body_being_read() {
         0
     );
 }
+
+/// Writes `bytes` straight to the socket under `ws`, past the client's frame encoder.
+async fn write_raw(ws: &mut support::Ws, bytes: &[u8]) {
+    use tokio::io::AsyncWriteExt as _;
+    match ws.get_mut() {
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => {
+            tcp.write_all(bytes).await.expect("raw write");
+        }
+        _ => panic!("plain TCP expected"),
+    }
+}
+
+#[tokio::test]
+async fn a_frame_announcing_a_huge_length_is_refused_with_1009_before_its_body() {
+    let server = support::start(support::config()).await;
+    let addr = server.local_addr();
+    let mut socket = ws(addr, "/ws/echo").await;
+    // A masked binary frame header announcing 2^40 bytes (1 TiB), and no body: the server
+    // must answer from the header alone, not wait for (or buffer) the payload.
+    let mut header = vec![0x82, 0xFF];
+    header.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    write_raw(&mut socket, &header).await;
+    assert_eq!(ws_close_code(&mut socket).await, 1009);
+    wait_metric(addr, &support::closed_series("ws_echo", "ws", "too_big"), 1).await;
+    // Others are served as before.
+    let mut fine = ws(addr, "/ws/echo").await;
+    fine.send(Message::text("still here")).await.expect("send");
+    assert_eq!(ws_text(&mut fine).await, "still here");
+}
+
+#[tokio::test]
+async fn endless_continuation_fragments_are_cut_off_at_the_message_limit_with_1009() {
+    let config = ServerConfig {
+        max_message_bytes: 16 * 1024,
+        ..support::config()
+    };
+    let server = support::start(config).await;
+    let addr = server.local_addr();
+    let mut socket = ws(addr, "/ws/echo").await;
+    // A text message that never ends: 1 KiB fragments without FIN, up to 1,000 of them; the
+    // server closes once the message passes 16 KiB, so sending stops failing soon after.
+    let first = Frame::message(vec![b'a'; 1024], OpCode::Data(Data::Text), false);
+    socket.send(Message::Frame(first)).await.expect("send");
+    let mut sent = 1u32;
+    while sent < 1000 {
+        let more = Frame::message(vec![b'a'; 1024], OpCode::Data(Data::Continue), false);
+        if socket.send(Message::Frame(more)).await.is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    assert_eq!(
+        ws_close_code(&mut socket).await,
+        1009,
+        "after {sent} fragments"
+    );
+    wait_metric(addr, &support::closed_series("ws_echo", "ws", "too_big"), 1).await;
+}
+
+#[tokio::test]
+async fn a_ping_flood_is_answered_without_growing_and_then_closed_with_1008() {
+    let server = support::start(support::config()).await;
+    let addr = server.local_addr();
+    let mut flood = ws(addr, "/ws/echo").await;
+    // 20,000 pings of 125 bytes as fast as they go, no reads in between.
+    let mut sent = 0u32;
+    while sent < 20_000 {
+        if flood
+            .send(Message::Ping(Bytes::from_static(&[7u8; 125])))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        sent += 1;
+    }
+    assert_eq!(ws_close_code(&mut flood).await, 1008, "after {sent} pings");
+    wait_metric(addr, &support::closed_series("ws_echo", "ws", "policy"), 1).await;
+    let mut fine = ws(addr, "/ws/echo").await;
+    fine.send(Message::text("still here")).await.expect("send");
+    assert_eq!(ws_text(&mut fine).await, "still here");
+}
