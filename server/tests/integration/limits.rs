@@ -7,6 +7,7 @@ use futures_util::SinkExt;
 use hyper::{Method, StatusCode};
 use serde_json::json;
 use server::ServerConfig;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -284,7 +285,6 @@ async fn a_1_gib_post_gets_413_without_the_body_being_read() {
 
 /// Writes `bytes` straight to the socket under `ws`, past the client's frame encoder.
 async fn write_raw(ws: &mut support::Ws, bytes: &[u8]) {
-    use tokio::io::AsyncWriteExt as _;
     match ws.get_mut() {
         tokio_tungstenite::MaybeTlsStream::Plain(tcp) => {
             tcp.write_all(bytes).await.expect("raw write");
@@ -363,4 +363,58 @@ async fn a_ping_flood_is_answered_without_growing_and_then_closed_with_1008() {
     let mut fine = ws(addr, "/ws/echo").await;
     fine.send(Message::text("still here")).await.expect("send");
     assert_eq!(ws_text(&mut fine).await, "still here");
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_get_503_while_the_admitted_lose_nothing() {
+    let config = ServerConfig {
+        max_connections: 20,
+        ..support::config()
+    };
+    let server = support::start(config).await;
+    let addr = server.local_addr();
+    let mut admitted = Vec::new();
+    for _ in 0..20 {
+        admitted.push(SseClient::connect(addr, "/sse/notifications").await);
+    }
+    // 200 more streams and 50 more sockets while the admitted ones are fed: each is refused
+    // with 503, none takes a slot, none disturbs a delivery.
+    for round in 0..50u64 {
+        for _ in 0..4 {
+            let over = SseClient::open(addr, "/sse/notifications", &[]).await;
+            assert_eq!(over.status, StatusCode::SERVICE_UNAVAILABLE);
+        }
+        match try_ws(addr, "/ws/echo").await {
+            Err(WsError::Http(res)) => assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE),
+            other => panic!("expected 503, got {:?}", other.map(|_| ())),
+        }
+        let body = format!("{{\"seq\":{},\"ts\":1}}", round + 1);
+        let answer = support::post(addr, "/sse/notifications", &body).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED);
+        assert_eq!(json(&answer.body)["subscribers"], 20);
+    }
+    assert_eq!(
+        metric(addr, "rt_connections_rejected_total{reason=\"limit\"}").await,
+        250
+    );
+    for client in &mut admitted {
+        for id in 1..=50u64 {
+            let event = client.next().await;
+            assert_eq!(event.last_event_id, id.to_string(), "every event, in order");
+        }
+    }
+    // A refused client keeps nothing: the server closes the connection after its 503.
+    let mut raw = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    raw.write_all(b"GET /sse/notifications HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .expect("request");
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), raw.read_to_string(&mut answer))
+        .await
+        .expect("the server closes the connection")
+        .expect("read");
+    assert!(
+        answer.starts_with("HTTP/1.1 503") && answer.to_lowercase().contains("connection: close"),
+        "{answer}"
+    );
 }
