@@ -8,7 +8,8 @@
 //! ```
 //! Attacks: `nonreading` (n SSE streams that never read while 2,000 events of 1 KiB are
 //! published at 200/s, one healthy reader counting what it gets), `huge-frame`, `continuation`,
-//! `ping-flood` (n WebSockets each doing it), `over-limit` (n streams beyond the limit).
+//! `ping-flood` (n WebSockets each doing it), `over-limit` (n streams beyond the limit),
+//! `slowloris` (n request heads trickled a line a second).
 //! Loopback and the project's own test hosts only.
 
 use std::io::Write as _;
@@ -62,7 +63,8 @@ async fn counters(addr: SocketAddr) -> Vec<String> {
             (l.starts_with("rt_connections_closed_total")
                 || l.starts_with("rt_messages_dropped_total")
                 || l.starts_with("rt_messages_lagged_total")
-                || l.starts_with("rt_connections_rejected_total"))
+                || l.starts_with("rt_connections_rejected_total")
+                || l.starts_with("rt_connections_unanswered_total"))
                 && !l.ends_with(" 0")
         })
         .map(str::to_owned)
@@ -170,6 +172,38 @@ async fn nonreading(addr: SocketAddr, n: usize) -> anyhow::Result<String> {
     ))
 }
 
+/// n connections that start a request head and add a header line a second, never ending it;
+/// returns how long the server let them trickle.
+async fn slowloris(addr: SocketAddr, n: usize) -> anyhow::Result<String> {
+    let mut slow = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut s = TcpStream::connect(addr).await?;
+        s.write_all(b"GET /sse/counter HTTP/1.1\r\nHost: t\r\n").await?;
+        slow.push(Some(s));
+    }
+    let started = Instant::now();
+    let mut last_cut = Duration::ZERO;
+    for i in 0..120 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for slot in &mut slow {
+            if let Some(s) = slot
+                && s.write_all(format!("X-{i}: y\r\n").as_bytes()).await.is_err()
+            {
+                *slot = None;
+                last_cut = started.elapsed();
+            }
+        }
+        if slow.iter().all(Option::is_none) {
+            break;
+        }
+    }
+    let left = slow.iter().filter(|s| s.is_some()).count();
+    Ok(format!(
+        "all but {left} cut, the last after {:.1} s",
+        last_cut.as_secs_f64()
+    ))
+}
+
 async fn over_limit(addr: SocketAddr, n: usize) -> anyhow::Result<String> {
     let mut statuses = std::collections::BTreeMap::<String, u32>::new();
     // Held open: the admitted ones keep their slots.
@@ -216,6 +250,7 @@ async fn main() -> anyhow::Result<()> {
     let outcome = match attack.as_str() {
         "nonreading" => nonreading(addr, n).await?,
         "over-limit" => over_limit(addr, n).await?,
+        "slowloris" => slowloris(addr, n).await?,
         "huge-frame" | "continuation" | "ping-flood" => {
             let attacks: Vec<_> = (0..n)
                 .map(|_| {

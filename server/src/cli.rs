@@ -56,6 +56,14 @@ pub struct ServeArgs {
     /// Listen backlog (pending connections the kernel queues).
     #[arg(long, env = "RT_BACKLOG", default_value_t = 4096)]
     pub backlog: u32,
+    /// Seconds a client may take to send a request head; slower ones (slowloris) are closed
+    /// and counted in rt_connections_unanswered_total.
+    #[arg(long, env = "RT_HEADER_TIMEOUT_SECS", default_value = "15", value_parser = positive_seconds)]
+    pub header_timeout_secs: Duration,
+    /// Seconds an SSE stream's write may stay pending (the client stopped reading) before
+    /// the connection is closed and its slot freed.
+    #[arg(long, env = "RT_WRITE_STALL_SECS", default_value = "60", value_parser = positive_seconds)]
+    pub write_stall_secs: Duration,
     /// Serve HTTPS/WSS with this PEM certificate chain (leaf first); needs --tls-key. ALPN
     /// offers h2 and http/1.1, so SSE can run over HTTP/2.
     #[arg(long, env = "RT_TLS_CERT", value_name = "PEM", requires = "tls_key")]
@@ -112,6 +120,8 @@ impl ServeArgs {
             stock_rate: self.stock_rate,
             ws_read_buffer: self.ws_read_buffer,
             backlog: self.backlog,
+            header_timeout: self.header_timeout_secs,
+            write_stall_timeout: self.write_stall_secs,
             tls: self.tls_identity()?,
         };
         config.validate().map_err(|e| FlagError {

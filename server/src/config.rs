@@ -36,6 +36,12 @@ pub struct ServerConfig {
     pub ws_read_buffer: usize,
     /// Listen backlog for the TCP listener.
     pub backlog: u32,
+    /// Longest a client may take to send a request head; slower ones (slowloris) are
+    /// closed and counted in `rt_connections_unanswered_total`.
+    pub header_timeout: Duration,
+    /// Longest an SSE stream's write may stay pending (a client that stopped reading): the
+    /// connection is closed, its slot freed. WebSockets have their own heartbeat.
+    pub write_stall_timeout: Duration,
     /// Serve TLS (ALPN `h2` and `http/1.1`) with this certificate chain and key; `None`:
     /// plain HTTP/1.1.
     pub tls: Option<TlsIdentity>,
@@ -76,6 +82,8 @@ impl Default for ServerConfig {
             stock_rate: 10,
             ws_read_buffer: 4 * 1024,
             backlog: 4096,
+            header_timeout: Duration::from_secs(15),
+            write_stall_timeout: Duration::from_secs(60),
             tls: None,
         }
     }
@@ -125,6 +133,8 @@ impl ServerConfig {
             ("keepalive", self.keepalive),
             ("ping_interval", self.ping_interval),
             ("counter_interval", self.counter_interval),
+            ("header_timeout", self.header_timeout),
+            ("write_stall_timeout", self.write_stall_timeout),
         ];
         for (field, value) in durations {
             if value.is_zero() {

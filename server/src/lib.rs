@@ -9,6 +9,7 @@
 mod app;
 pub mod cli;
 pub mod config;
+mod conn_watch;
 pub mod fuzzing;
 mod http;
 pub mod injection;

@@ -270,6 +270,8 @@ pub const TRUTH_QUANTILES: [f64; 5] = [0.5, 0.9, 0.99, 0.999, 1.0];
 pub struct Metrics {
     scenarios: Vec<Arc<ScenarioMetrics>>,
     rejected: [AtomicU64; RejectReason::ALL.len()],
+    /// TCP connections that ended unanswered: `[sent nothing, sent part of a request head]`.
+    unanswered: [AtomicU64; 2],
     /// One per [`TRUTH_SCENARIOS`] entry.
     truth: [Arc<Truth>; TRUTH_SCENARIOS.len()],
 }
@@ -282,6 +284,7 @@ impl Default for Metrics {
                 .map(|s| Arc::new(ScenarioMetrics::new(*s)))
                 .collect(),
             rejected: Default::default(),
+            unanswered: Default::default(),
             truth: Default::default(),
         }
     }
@@ -314,6 +317,13 @@ impl Metrics {
             .position(|r| *r == reason)
             .unwrap_or(0);
         self.rejected[i].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a TCP connection that ended before the server wrote a byte on it; `read`:
+    /// whether the client had sent anything (a request head it never finished: slowloris,
+    /// cut by the header timeout) or nothing at all.
+    pub fn unanswered(&self, read: bool) {
+        self.unanswered[usize::from(read)].fetch_add(1, Relaxed);
     }
 
     /// Open connections over all scenarios.
@@ -477,6 +487,15 @@ impl Metrics {
         for (i, reason) in RejectReason::ALL.iter().enumerate() {
             let v = self.rejected[i].load(Relaxed);
             let _ = writeln!(out, "{name}{{reason=\"{}\"}} {v}", reason.name());
+        }
+        let name = "rt_connections_unanswered_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} TCP connections that ended before the server wrote a byte: sent=\"partial\" sent part of a request head and never finished it (slowloris; the header timeout cuts them), sent=\"nothing\" sent nothing.\n# TYPE {name} counter"
+        );
+        for (i, sent) in ["nothing", "partial"].iter().enumerate() {
+            let v = self.unanswered[i].load(Relaxed);
+            let _ = writeln!(out, "{name}{{sent=\"{sent}\"}} {v}");
         }
         self.render_truth(&mut out);
         let _ = writeln!(

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::app::App;
 use crate::config::{ConfigError, ServerConfig};
+use crate::conn_watch::ConnWatch;
 use crate::metrics::Metrics;
 
 /// Errors starting the server.
@@ -117,7 +118,8 @@ pub async fn start(config: ServerConfig, addr: SocketAddr) -> Result<RunningServ
     let (handle, task) = match &app.config().tls {
         None => {
             let acceptor = TcpAcceptor::try_from(listener).map_err(bind_err)?;
-            let server = Server::new(acceptor);
+            let watch = ConnWatch::new(app.config(), app.metrics());
+            let server = Server::new(acceptor).fuse_policy(watch);
             (
                 Some(server.handle()),
                 tokio::spawn(async move { server.serve(router).await }),
@@ -125,7 +127,8 @@ pub async fn start(config: ServerConfig, addr: SocketAddr) -> Result<RunningServ
         }
         Some(identity) => {
             let tls = crate::tls::server_config(identity).map_err(ServeError::Tls)?;
-            let serving = crate::tls::serve(listener, tls, router, app.shutdown());
+            let header_timeout = app.config().header_timeout;
+            let serving = crate::tls::serve(listener, tls, router, app.shutdown(), header_timeout);
             (None, tokio::spawn(serving))
         }
     };

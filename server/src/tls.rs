@@ -29,9 +29,6 @@ use crate::shutdown::Shutdown;
 /// Longest a client may take to finish the TLS handshake before its connection is closed.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Longest an HTTP/1.1 client may take to send a request head (as salvo's default).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The rustls settings of `identity` (ALPN: `h2`, then `http/1.1`), checked now so a bad
 /// certificate or key is an error at start.
 ///
@@ -57,12 +54,14 @@ pub(crate) fn server_config(identity: &TlsIdentity) -> Result<Arc<rustls::Server
 }
 
 /// Accepts TLS connections on `listener` until `shutdown` begins; each connection is served
-/// in a task of its own, which finishes gracefully once shutdown begins.
+/// in a task of its own, which finishes gracefully once shutdown begins. An HTTP/1.1 client
+/// gets `header_timeout` to send each request head.
 pub(crate) async fn serve(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
     router: Router,
     mut shutdown: Shutdown,
+    header_timeout: Duration,
 ) {
     let local = match listener.local_addr() {
         Ok(addr) => addr,
@@ -83,6 +82,7 @@ pub(crate) async fn serve(
                     local,
                     remote,
                     shutdown: shutdown.clone(),
+                    header_timeout,
                 };
                 tokio::spawn(connection.serve(tcp));
             }
@@ -102,6 +102,7 @@ struct Connection {
     local: SocketAddr,
     remote: SocketAddr,
     shutdown: Shutdown,
+    header_timeout: Duration,
 }
 
 impl Connection {
@@ -131,7 +132,7 @@ impl Connection {
         } else {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .header_read_timeout(self.header_timeout)
                 .serve_connection(io, handler)
                 .with_upgrades();
             until_served(conn, &mut self.shutdown, |c| c.graceful_shutdown()).await

@@ -2,7 +2,7 @@
 # Hostile clients against a separate release rt-server (server/examples/hostile.rs): WebSocket
 # frames announcing 1 TiB, endless continuation fragments and ping floods from 1,000 sockets
 # each; 10,000 SSE streams that never read while 2,000 events of 1 KiB are published; 11,000
-# streams against a limit of 1,000. Prints the server's RSS before, peak and after, and its
+# streams against a limit of 1,000; 10,000 slowloris heads. Prints the server's RSS before, peak and after, and its
 # close/drop/reject counters.
 # Usage (repository root, after `cargo build --release -p rt-server --example hostile -p rt-server`):
 #   results/2026-11-22/hostile/run.sh > results/2026-11-22/hostile/figures.txt
@@ -23,6 +23,8 @@ stop
 run
 echo "\$ hostile 127.0.0.1:8090 <pid> nonreading 10000"
 target/release/examples/hostile 127.0.0.1:8090 $spid nonreading 10000
+echo "\$ hostile 127.0.0.1:8090 <pid> slowloris 10000   # --header-timeout-secs 15 (default)"
+target/release/examples/hostile 127.0.0.1:8090 $spid slowloris 10000
 stop
 run --max-connections 1000
 echo "\$ rt-server --max-connections 1000; hostile 127.0.0.1:8090 <pid> over-limit 11000"

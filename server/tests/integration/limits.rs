@@ -418,3 +418,84 @@ async fn connections_beyond_the_limit_get_503_while_the_admitted_lose_nothing() 
         "{answer}"
     );
 }
+
+#[tokio::test]
+async fn slowloris_heads_are_cut_by_the_header_timeout_and_counted() {
+    let config = ServerConfig {
+        header_timeout: Duration::from_secs(1),
+        ..support::config()
+    };
+    let server = support::start(config).await;
+    let addr = server.local_addr();
+    // 20 clients trickle a request head, one header line every 200 ms, never ending it.
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /sse/counter HTTP/1.1\r\nHost: t\r\n")
+            .await
+            .expect("start");
+        slow.push(s);
+    }
+    let trickle = async {
+        for i in 0..50 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut open = 0;
+            for s in &mut slow {
+                if s.write_all(format!("X-{i}: y\r\n").as_bytes())
+                    .await
+                    .is_ok()
+                {
+                    open += 1;
+                }
+            }
+            if open == 0 {
+                return i;
+            }
+        }
+        panic!("the server never closed the trickling connections");
+    };
+    tokio::time::timeout(Duration::from_secs(15), trickle)
+        .await
+        .expect("cut within seconds");
+    wait_metric(
+        addr,
+        "rt_connections_unanswered_total{sent=\"partial\"}",
+        20,
+    )
+    .await;
+    // A client that says nothing is counted apart; a normal one is served as ever.
+    drop(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    wait_metric(addr, "rt_connections_unanswered_total{sent=\"nothing\"}", 1).await;
+    let answer = call(addr, Method::GET, "/healthz", &[], Bytes::new()).await;
+    assert_eq!(answer.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_sse_client_that_stops_reading_is_evicted_after_the_write_stall_timeout() {
+    let config = ServerConfig {
+        write_stall_timeout: Duration::from_secs(1),
+        max_body_bytes: 1 << 20,
+        ..support::config()
+    };
+    let server = support::start(config).await;
+    let addr = server.local_addr();
+    // A stream with a 4 KiB receive buffer that never reads.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let mut stuck = socket.connect(addr).await.expect("connect");
+    stuck
+        .write_all(b"GET /sse/notifications HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .expect("request");
+    wait_metric(addr, "rt_connections_open_total", 1).await;
+    // 32 MiB of events: far more than the socket buffers on both sides hold, so the
+    // server's writes stall; a second later the stream is closed and its slot is free.
+    let pad = "x".repeat(512 * 1024);
+    for seq in 1..=64 {
+        let body = format!("{{\"seq\":{seq},\"ts\":1,\"pad\":\"{pad}\"}}");
+        let answer = support::post(addr, "/sse/notifications", &body).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED);
+    }
+    wait_metric(addr, "rt_connections_open_total", 0).await;
+    drop(stuck);
+}
