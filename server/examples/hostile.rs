@@ -9,7 +9,8 @@
 //! Attacks: `nonreading` (n SSE streams that never read while 2,000 events of 1 KiB are
 //! published at 200/s, one healthy reader counting what it gets), `huge-frame`, `continuation`,
 //! `ping-flood` (n WebSockets each doing it), `over-limit` (n streams beyond the limit),
-//! `slowloris` (n request heads trickled a line a second).
+//! `slowloris` (n request heads trickled a line a second), `huge-post` (n POSTs announcing
+//! 1 GiB, written until the server stops taking them).
 //! Loopback and the project's own test hosts only.
 
 use std::io::Write as _;
@@ -204,6 +205,39 @@ async fn slowloris(addr: SocketAddr, n: usize) -> anyhow::Result<String> {
     ))
 }
 
+/// n POSTs announcing a 1 GiB body and sending it as fast as the server takes it; returns
+/// the statuses and how much of the bodies the server let through before answering.
+async fn huge_post(addr: SocketAddr, n: usize) -> anyhow::Result<String> {
+    let mut statuses = std::collections::BTreeMap::<String, u32>::new();
+    let mut sent_total = 0u64;
+    for _ in 0..n {
+        let mut s = TcpStream::connect(addr).await?;
+        s.write_all(
+            b"POST /publish/t HTTP/1.1\r\nHost: t\r\nContent-Length: 1073741824\r\n\r\n",
+        )
+        .await?;
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut sent = 0u64;
+        while sent < 1 << 30 {
+            match tokio::time::timeout(Duration::from_secs(2), s.write_all(&chunk)).await {
+                Ok(Ok(())) => sent += chunk.len() as u64,
+                _ => break,
+            }
+        }
+        sent_total += sent;
+        let mut head = [0u8; 12];
+        let status = match s.read_exact(&mut head).await {
+            Ok(_) => String::from_utf8_lossy(&head[9..12]).into_owned(),
+            Err(_) => "no answer".to_owned(),
+        };
+        *statuses.entry(status).or_default() += 1;
+    }
+    Ok(format!(
+        "statuses: {statuses:?}, {:.1} MiB of body written per request before the server stopped taking it",
+        sent_total as f64 / n as f64 / 1_048_576.0
+    ))
+}
+
 async fn over_limit(addr: SocketAddr, n: usize) -> anyhow::Result<String> {
     let mut statuses = std::collections::BTreeMap::<String, u32>::new();
     // Held open: the admitted ones keep their slots.
@@ -251,6 +285,7 @@ async fn main() -> anyhow::Result<()> {
         "nonreading" => nonreading(addr, n).await?,
         "over-limit" => over_limit(addr, n).await?,
         "slowloris" => slowloris(addr, n).await?,
+        "huge-post" => huge_post(addr, n).await?,
         "huge-frame" | "continuation" | "ping-flood" => {
             let attacks: Vec<_> = (0..n)
                 .map(|_| {

@@ -2,7 +2,7 @@
 # Hostile clients against a separate release rt-server (server/examples/hostile.rs): WebSocket
 # frames announcing 1 TiB, endless continuation fragments and ping floods from 1,000 sockets
 # each; 10,000 SSE streams that never read while 2,000 events of 1 KiB are published; 11,000
-# streams against a limit of 1,000; 10,000 slowloris heads. Prints the server's RSS before, peak and after, and its
+# streams against a limit of 1,000; 10,000 slowloris heads; 20 POSTs announcing 1 GiB. Prints the server's RSS before, peak and after, and its
 # close/drop/reject counters.
 # Usage (repository root, after `cargo build --release -p rt-server --example hostile -p rt-server`):
 #   results/2026-11-22/hostile/run.sh > results/2026-11-22/hostile/figures.txt
@@ -19,6 +19,8 @@ for attack in huge-frame continuation ping-flood; do
   echo "\$ hostile 127.0.0.1:8090 <pid> $attack 1000"
   target/release/examples/hostile 127.0.0.1:8090 $spid $attack 1000
 done
+echo "\$ hostile 127.0.0.1:8090 <pid> huge-post 20"
+target/release/examples/hostile 127.0.0.1:8090 $spid huge-post 20
 stop
 run
 echo "\$ hostile 127.0.0.1:8090 <pid> nonreading 10000"
