@@ -179,7 +179,8 @@ async fn slowloris(addr: SocketAddr, n: usize) -> anyhow::Result<String> {
     let mut slow = Vec::with_capacity(n);
     for _ in 0..n {
         let mut s = TcpStream::connect(addr).await?;
-        s.write_all(b"GET /sse/counter HTTP/1.1\r\nHost: t\r\n").await?;
+        s.write_all(b"GET /sse/counter HTTP/1.1\r\nHost: t\r\n")
+            .await?;
         slow.push(Some(s));
     }
     let started = Instant::now();
@@ -188,7 +189,9 @@ async fn slowloris(addr: SocketAddr, n: usize) -> anyhow::Result<String> {
         tokio::time::sleep(Duration::from_secs(1)).await;
         for slot in &mut slow {
             if let Some(s) = slot
-                && s.write_all(format!("X-{i}: y\r\n").as_bytes()).await.is_err()
+                && s.write_all(format!("X-{i}: y\r\n").as_bytes())
+                    .await
+                    .is_err()
             {
                 *slot = None;
                 last_cut = started.elapsed();
@@ -212,10 +215,8 @@ async fn huge_post(addr: SocketAddr, n: usize) -> anyhow::Result<String> {
     let mut sent_total = 0u64;
     for _ in 0..n {
         let mut s = TcpStream::connect(addr).await?;
-        s.write_all(
-            b"POST /publish/t HTTP/1.1\r\nHost: t\r\nContent-Length: 1073741824\r\n\r\n",
-        )
-        .await?;
+        s.write_all(b"POST /publish/t HTTP/1.1\r\nHost: t\r\nContent-Length: 1073741824\r\n\r\n")
+            .await?;
         let chunk = vec![b'x'; 64 * 1024];
         let mut sent = 0u64;
         while sent < 1 << 30 {
