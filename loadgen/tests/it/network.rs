@@ -119,36 +119,8 @@ fn sleep_until(start: u64, ms: u64) {
     }
 }
 
-/// An SSE fan-out fed through the side door, plus WebSocket echo sockets.
-fn delay_scenario(side_door: &str) -> String {
-    format!(
-        r#"
-name = "delay"
-description = "test: SSE delivery and WS round trip through the fault network"
-thresholds = ["lost == 0", "gaps == 0", "errors == 0"]
-
-[run]
-settle = "200ms"
-warmup = "1s"
-duration = "3s"
-
-[[publishers]]
-name = "news"
-protocol = "http"
-path = "/sse/notifications"
-target = "{side_door}"
-rate = 50
-payload_bytes = 64
-
-[[clients]]
-name = "subscribers"
-protocol = "sse"
-path = "/sse/notifications"
-count = 10
-arrival_rate = 200
-events = ["notification"]
-expect = "publisher:news"
-
+/// WebSocket echo sockets measuring the round trip (appended to [`sse_feed`]).
+const ECHOERS: &str = r#"
 [[clients]]
 name = "echoers"
 protocol = "ws"
@@ -158,14 +130,17 @@ arrival_rate = 200
 send_rate = 20
 payload_bytes = 64
 latency = "rtt"
-"#
-    )
+"#;
+
+/// 10 SSE subscribers fed through the side door and 10 WebSocket echo sockets, for `duration`.
+fn delay_scenario(side_door: &str, duration: &str) -> String {
+    sse_feed(side_door, 10, duration) + ECHOERS
 }
 
 #[test]
 fn an_added_20ms_delay_shows_in_delivery_and_rtt_as_20ms() {
     let mut bench = Bench::start("fdly", 81);
-    let scenario = delay_scenario(&bench.side_door());
+    let scenario = delay_scenario(&bench.side_door(), "3s");
     let (out, clean) = bench.run("clean", &scenario);
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
     bench
@@ -195,8 +170,7 @@ fn an_added_20ms_delay_shows_in_delivery_and_rtt_as_20ms() {
 #[test]
 fn one_percent_loss_is_retransmitted_not_reported_as_gaps_and_shows_in_the_tail() {
     let bench = Bench::start("floss", 82);
-    let scenario =
-        delay_scenario(&bench.side_door()).replace("duration = \"3s\"", "duration = \"6s\"");
+    let scenario = delay_scenario(&bench.side_door(), "6s");
     bench.net.loss(1).expect("loss rule");
     let retransmits_before =
         FaultNet::retransmitted(&bench.net.server) + FaultNet::retransmitted(&bench.net.client);
