@@ -30,13 +30,27 @@ impl App {
         let metrics = Arc::new(Metrics::default());
         let (trigger, shutdown) = shutdown::channel();
         let queue = config.client_queue;
+        let backplane = match &config.redis_url {
+            Some(url) => Some(Arc::new(crate::backplane::Backplane::new(url).map_err(
+                |_| ConfigError {
+                    field: "redis_url",
+                    problem: "is not a Redis URL (redis://HOST:PORT)",
+                },
+            )?)),
+            None => None,
+        };
         let state = AppState {
             limiter: Arc::new(ConnectionLimiter::new(config.max_connections)),
             trigger,
             shutdown,
             sse_chat: Arc::new(ChatHub::new(queue)),
-            notifications: ReplayHub::new(Some("notification"), config.replay_capacity, queue),
-            replay: ReplayHub::new(None, config.replay_capacity, queue),
+            notifications: Arc::new(ReplayHub::new(
+                Some("notification"),
+                config.replay_capacity,
+                queue,
+            )),
+            replay: Arc::new(ReplayHub::new(None, config.replay_capacity, queue)),
+            backplane,
             ws_chat: Arc::new(Groups::new(metrics.scenario(Scenario::WsChat))),
             rooms: Arc::new(Groups::new(metrics.scenario(Scenario::Rooms))),
             pubsub: Arc::new(Groups::new(metrics.scenario(Scenario::PubSub))),
@@ -69,6 +83,25 @@ impl App {
     /// A receiver of the shutdown signal (what [`Self::begin_shutdown`] sends).
     pub(crate) fn shutdown(&self) -> crate::shutdown::Shutdown {
         self.state.shutdown.clone()
+    }
+
+    /// With a backplane, starts one reader per shared stream (they end at shutdown).
+    pub(crate) fn start_backplane(&self) {
+        let Some(backplane) = &self.state.backplane else {
+            return;
+        };
+        let capacity = self.state.config.replay_capacity;
+        for (name, hub) in [
+            ("notifications", &self.state.notifications),
+            ("replay", &self.state.replay),
+        ] {
+            tokio::spawn(Arc::clone(backplane).follow(
+                name,
+                Arc::clone(hub),
+                capacity,
+                self.shutdown(),
+            ));
+        }
     }
 
     /// Ends every SSE stream and sends Close 1001 to every WebSocket; new streams end at once.

@@ -56,6 +56,11 @@ pub struct ServeArgs {
     /// Listen backlog (pending connections the kernel queues).
     #[arg(long, env = "RT_BACKLOG", default_value_t = 4096)]
     pub backlog: u32,
+    /// Share the notifications and replay streams with other instances through this Redis
+    /// (redis://HOST:PORT): a publisher on any instance reaches subscribers on all, and
+    /// Last-Event-ID resumes on any. Unset: this instance alone.
+    #[arg(long, env = "RT_REDIS_URL")]
+    pub redis_url: Option<String>,
     /// Seconds a client may take to send a request head; slower ones (slowloris) are closed
     /// and counted in rt_connections_unanswered_total.
     #[arg(long, env = "RT_HEADER_TIMEOUT_SECS", default_value = "15", value_parser = positive_seconds)]
@@ -123,6 +128,7 @@ impl ServeArgs {
             header_timeout: self.header_timeout_secs,
             write_stall_timeout: self.write_stall_secs,
             tls: self.tls_identity()?,
+            redis_url: self.redis_url.clone(),
         };
         config.validate().map_err(|e| FlagError {
             flag: flag_of(e.field),

@@ -45,6 +45,9 @@ pub struct ServerConfig {
     /// Serve TLS (ALPN `h2` and `http/1.1`) with this certificate chain and key; `None`:
     /// plain HTTP/1.1.
     pub tls: Option<TlsIdentity>,
+    /// Share the notifications and replay streams with other instances through this Redis
+    /// (`redis://host:port`); `None`: this instance alone.
+    pub redis_url: Option<String>,
 }
 
 /// A PEM certificate chain and its PEM private key (`--tls-cert`, `--tls-key`).
@@ -85,6 +88,7 @@ impl Default for ServerConfig {
             header_timeout: Duration::from_secs(15),
             write_stall_timeout: Duration::from_secs(60),
             tls: None,
+            redis_url: None,
         }
     }
 }

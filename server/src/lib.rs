@@ -7,6 +7,7 @@
 //! [`serve_until`].
 
 mod app;
+pub mod backplane;
 pub mod cli;
 pub mod config;
 mod conn_watch;

@@ -111,6 +111,7 @@ impl RunningServer {
 pub async fn start(config: ServerConfig, addr: SocketAddr) -> Result<RunningServer, ServeError> {
     let backlog = config.backlog;
     let app = App::new(config)?;
+    app.start_backplane();
     let bind_err = |source| ServeError::Bind { addr, source };
     let listener = bind_listener(addr, backlog).map_err(bind_err)?;
     let local_addr = listener.local_addr().map_err(bind_err)?;

@@ -20,8 +20,10 @@ pub(crate) struct AppState {
     pub(crate) trigger: ShutdownTrigger,
     pub(crate) shutdown: Shutdown,
     pub(crate) sse_chat: Arc<ChatHub>,
-    pub(crate) notifications: ReplayHub,
-    pub(crate) replay: ReplayHub,
+    pub(crate) notifications: Arc<ReplayHub>,
+    pub(crate) replay: Arc<ReplayHub>,
+    /// The Redis backplane (`--redis-url`), shared by every instance; `None`: alone.
+    pub(crate) backplane: Option<Arc<crate::backplane::Backplane>>,
     pub(crate) ws_chat: Arc<Groups>,
     pub(crate) rooms: Arc<Groups>,
     pub(crate) pubsub: Arc<Groups>,

@@ -35,17 +35,21 @@ pub(crate) async fn page(req: &mut Request, res: &mut Response) {
     res.render(Text::Html(html));
 }
 
-/// `GET /healthz`: 200 `ok` while serving, 503 once shutdown has begun; either way with the
-/// server's wall clock in [`wire::SERVER_TIME_HEADER`] (Unix µs), for clients' clock-offset
-/// probes.
+/// `GET /healthz`: 200 `ok` while serving (`degraded` while its Redis backplane is away:
+/// it serves, but other instances' events do not arrive), 503 once shutdown has begun;
+/// always with the server's wall clock in [`wire::SERVER_TIME_HEADER`] (Unix µs), for
+/// clients' clock-offset probes.
 #[handler]
 pub(crate) async fn healthz(depot: &mut Depot, res: &mut Response) {
     if let Ok(now) = HeaderValue::from_str(&wire::now_unix_us().to_string()) {
         res.headers_mut().insert(wire::SERVER_TIME_HEADER, now);
     }
-    if state(depot).shutdown.is_triggered() {
+    let app = state(depot);
+    if app.shutdown.is_triggered() {
         res.status_code(StatusCode::SERVICE_UNAVAILABLE);
         res.render(Text::Plain("shutting down\n"));
+    } else if app.backplane.as_ref().is_some_and(|b| !b.is_up()) {
+        res.render(Text::Plain("degraded\n"));
     } else {
         res.render(Text::Plain("ok\n"));
     }
@@ -55,7 +59,10 @@ pub(crate) async fn healthz(depot: &mut Depot, res: &mut Response) {
 #[handler]
 pub(crate) async fn metrics(depot: &mut Depot, res: &mut Response) {
     let app = state(depot);
-    let body = app.metrics.render(app.config.max_connections);
+    let mut body = app.metrics.render(app.config.max_connections);
+    if let Some(backplane) = &app.backplane {
+        body.push_str(&backplane.render());
+    }
     res.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

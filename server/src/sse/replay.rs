@@ -18,6 +18,8 @@ use crate::metrics::ScenarioMetrics;
 struct Stored {
     id: u64,
     event: bytes::Bytes,
+    /// A `lost` notice for live subscribers (not an event of the ring): always forwarded.
+    notice: bool,
 }
 
 #[derive(Debug)]
@@ -64,17 +66,56 @@ impl ReplayHub {
     pub fn publish(&self, make: impl FnOnce(u64) -> String) -> Published {
         let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
         let id = ring.next_id;
-        ring.next_id += 1;
+        let subscribers = self.store(&mut ring, id, make);
+        Published { id, subscribers }
+    }
+
+    /// Takes event `id` from the backplane, where every instance gets the same ids in order:
+    /// stores and broadcasts it. An id at or below the last one held is ignored (`None`). A
+    /// jump past the next expected id (events the backplane lost, e.g. trimmed while this
+    /// instance was cut off) first sends live subscribers a `lost` notice; returns how many
+    /// were missed. The first event an empty hub gets sets where it starts.
+    pub fn deliver(&self, id: u64, make: impl FnOnce(u64) -> String) -> Option<u64> {
+        let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        if id < ring.next_id {
+            return None;
+        }
+        let fresh = ring.events.is_empty() && ring.next_id == 1;
+        let missed = if fresh { 0 } else { id - ring.next_id };
+        if missed > 0 {
+            let notice = format!(
+                "{{\"missed\":{missed},\"reason\":\"backplane\",\"first_available\":{id}}}"
+            );
+            let _ = self.tx.send(Arc::new(Stored {
+                id,
+                event: encode(Some("lost"), None, &notice).into(),
+                notice: true,
+            }));
+        }
+        self.store(&mut ring, id, make);
+        Some(missed)
+    }
+
+    /// Stores event `id` (the next id becomes `id + 1`) and broadcasts it; returns the
+    /// subscribers it reached.
+    fn store(&self, ring: &mut Ring, id: u64, make: impl FnOnce(u64) -> String) -> usize {
+        ring.next_id = id + 1;
         let stored = Arc::new(Stored {
             id,
             event: encode(self.event_name, Some(id), &make(id)).into(),
+            notice: false,
         });
         if ring.events.len() == self.capacity {
             ring.events.pop_front();
         }
         ring.events.push_back(Arc::clone(&stored));
-        let subscribers = self.tx.send(stored).unwrap_or_default();
-        Published { id, subscribers }
+        self.tx.send(stored).unwrap_or_default()
+    }
+
+    /// Streams subscribed on this instance now.
+    #[must_use]
+    pub fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
     }
 
     /// Subscribes, resuming after `last_event_id` when given. Returns the stream source and
@@ -143,6 +184,7 @@ impl EventSource for ReplayStream {
         }
         loop {
             match self.rx.recv().await {
+                Ok(stored) if stored.notice => return Some(stored.event.clone()),
                 Ok(stored) if stored.id <= self.last_sent => {}
                 Ok(stored) => {
                     self.last_sent = stored.id;
@@ -177,6 +219,39 @@ mod tests {
             })
             .expect("valid");
         out
+    }
+
+    #[test]
+    fn backplane_deliveries_keep_their_ids_skip_repeats_and_report_jumps() {
+        let metrics = Metrics::default().scenario(Scenario::Replay);
+        let hub = ReplayHub::new(None, 8, 16);
+        let (mut live, _) = hub.subscribe(None, None, Arc::clone(&metrics));
+        // A fresh hub starts where the backplane is: no notice for ids before it.
+        assert_eq!(hub.deliver(40, |id| format!("{{\"seq\":{id}}}")), Some(0));
+        assert_eq!(hub.deliver(41, |id| format!("{{\"seq\":{id}}}")), Some(0));
+        assert_eq!(
+            hub.deliver(41, |_| unreachable!()),
+            None,
+            "a repeat is ignored"
+        );
+        assert_eq!(hub.deliver(45, |id| format!("{{\"seq\":{id}}}")), Some(3));
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            let bytes = tokio_test_block(live.next_event()).expect("event");
+            got.extend(ids(&bytes));
+        }
+        assert_eq!(got, ["message:40", "message:41", "lost:", "message:45"]);
+        // Resuming after 41 on this instance gets 45 only: the ring never held 42..=44.
+        let (_, initial) = hub.subscribe(Some(41), None, metrics);
+        assert_eq!(ids(&initial.bytes), ["message:45"]);
+    }
+
+    /// Polls `f` once on a fresh current-thread runtime.
+    fn tokio_test_block<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
     }
 
     #[test]

@@ -1,0 +1,358 @@
+//! The Redis backplane (`--redis-url`): several instances share the notifications and replay
+//! streams through Redis Streams, so a publisher on one instance reaches subscribers on every
+//! other, and event ids are the same everywhere (a client resumes with `Last-Event-ID` on any
+//! instance).
+//!
+//! Publishing runs one Lua script: `INCR` the stream's counter and `XADD` the event under the
+//! id `<n>-1`, trimmed to about the replay capacity: ids are dense and in order across
+//! instances. Each instance runs one reader per stream (never one per client): it backfills
+//! its replay ring from the stream's tail, then follows it with a blocking `XREAD` and hands
+//! each entry to the local hub, which fans it out. When Redis goes away the reader marks the
+//! instance degraded (`/healthz`), reconnects with exponential backoff and jitter, and reads on
+//! from the last id it has: entries trimmed meanwhile reach live subscribers as a `lost`
+//! notice. Counters: `rt_backplane_*` in `/metrics`.
+//!
+//! Crate: redis-rs (`redis`, tokio support): streams and scripts as plain commands, a
+//! multiplexed connection per use with explicit timeouts, no background tasks of its own; its
+//! extra build is `url` and a few small crates (~35 s here), less than fred's.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
+use redis::{AsyncCommands as _, AsyncConnectionConfig, Client, Script};
+use tokio::sync::Mutex;
+
+use crate::shutdown::Shutdown;
+use crate::sse::replay::ReplayHub;
+
+/// How long one `XREAD` blocks waiting for entries, ms.
+const BLOCK_MS: usize = 1000;
+/// Entries read per `XREAD`.
+const READ_BATCH: usize = 512;
+/// Reconnection delays: the first, and the cap (before jitter).
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+const PUBLISH: &str = r"
+local id = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id .. '-1', 'b', ARGV[2], 'f', ARGV[3])
+return id
+";
+
+/// Raises the id counter to at least ARGV[1]: a Redis that lost its data (restarted without
+/// persistence) must not hand out ids the instances already used.
+const RESEED: &str = r"
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return cur
+";
+
+/// Errors of the backplane.
+#[derive(Debug, thiserror::Error)]
+pub enum BackplaneError {
+    /// The URL is not a Redis URL.
+    #[error("invalid --redis-url: {0}")]
+    Url(String),
+    /// Redis did not answer or refused the command.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// One instance's link to Redis.
+#[derive(Debug)]
+pub struct Backplane {
+    client: Client,
+    /// The publishing connection, opened on first use and dropped on error.
+    publisher: Mutex<Option<MultiplexedConnection>>,
+    script: Script,
+    /// Whether every reader is connected.
+    up: AtomicBool,
+    /// Events this instance published through Redis.
+    pub(crate) published: AtomicU64,
+    /// Entries this instance's readers received.
+    pub(crate) received: AtomicU64,
+    /// Reconnections after Redis went away.
+    pub(crate) reconnects: AtomicU64,
+    /// Events trimmed before a reader got them (announced to clients as `lost`).
+    pub(crate) missed: AtomicU64,
+}
+
+/// What a published event becomes on every instance: the stored body and whether `seq` is to
+/// be filled with the event id.
+pub(crate) struct Entry {
+    pub(crate) body: String,
+    pub(crate) fill_seq: bool,
+}
+
+impl Entry {
+    /// The event data for id `id`.
+    pub(crate) fn data(&self, id: u64) -> String {
+        if !self.fill_seq {
+            return self.body.clone();
+        }
+        match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&self.body) {
+            Ok(mut object) => {
+                object.insert("seq".to_owned(), id.into());
+                serde_json::Value::Object(object).to_string()
+            }
+            Err(_) => self.body.clone(),
+        }
+    }
+
+    fn of(entry: &StreamId) -> Option<(u64, Self)> {
+        let id = entry.id.split_once('-')?.0.parse().ok()?;
+        let body: String = entry.get("b")?;
+        let fill: String = entry.get("f")?;
+        Some((
+            id,
+            Self {
+                body,
+                fill_seq: fill == "1",
+            },
+        ))
+    }
+}
+
+impl Backplane {
+    /// A backplane at `url` (`redis://host:port[/db]`); connects on first use.
+    ///
+    /// # Errors
+    /// [`BackplaneError::Url`] for a URL redis-rs does not accept.
+    pub fn new(url: &str) -> Result<Self, BackplaneError> {
+        let client = Client::open(url).map_err(|e| BackplaneError::Url(e.to_string()))?;
+        Ok(Self {
+            client,
+            publisher: Mutex::new(None),
+            script: Script::new(PUBLISH),
+            up: AtomicBool::new(false),
+            published: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            missed: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether the readers are connected (else `/healthz` says `degraded`).
+    pub fn is_up(&self) -> bool {
+        self.up.load(Relaxed)
+    }
+
+    async fn connect(
+        &self,
+        response_timeout: Duration,
+    ) -> redis::RedisResult<MultiplexedConnection> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(response_timeout));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+
+    /// Publishes `entry` on stream `name`, trimmed to about `capacity` entries; returns its
+    /// id (the same on every instance).
+    ///
+    /// # Errors
+    /// Redis is unreachable or refused the script.
+    pub(crate) async fn publish(
+        &self,
+        name: &str,
+        capacity: usize,
+        entry: &Entry,
+    ) -> Result<u64, BackplaneError> {
+        let mut slot = self.publisher.lock().await;
+        let mut conn = match slot.as_ref() {
+            Some(conn) => conn.clone(),
+            None => {
+                let conn = self.connect(Duration::from_secs(2)).await?;
+                *slot = Some(conn.clone());
+                conn
+            }
+        };
+        drop(slot);
+        let result: redis::RedisResult<u64> = self
+            .script
+            .key(stream_key(name))
+            .key(format!("rt:{name}:seq"))
+            .arg(capacity)
+            .arg(&entry.body)
+            .arg(if entry.fill_seq { "1" } else { "0" })
+            .invoke_async(&mut conn)
+            .await;
+        match result {
+            Ok(id) => {
+                self.published.fetch_add(1, Relaxed);
+                Ok(id)
+            }
+            Err(e) => {
+                *self.publisher.lock().await = None;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Follows stream `name` into `hub` until `shutdown`: backfills the ring from the
+    /// stream's tail (at most `capacity` entries), then reads on; reconnects with backoff and
+    /// jitter whenever Redis goes away.
+    pub(crate) async fn follow(
+        self: Arc<Self>,
+        name: &'static str,
+        hub: Arc<ReplayHub>,
+        capacity: usize,
+        mut shutdown: Shutdown,
+    ) {
+        let key = stream_key(name);
+        let mut last: Option<u64> = None;
+        let mut failures: u32 = 0;
+        loop {
+            let read = async {
+                let mut conn = self
+                    .connect(Duration::from_millis(BLOCK_MS as u64) + Duration::from_secs(2))
+                    .await?;
+                if last.is_none() {
+                    let tail: StreamRangeReply =
+                        conn.xrevrange_count(&key, "+", "-", capacity).await?;
+                    last = Some(0);
+                    for entry in tail.ids.iter().rev() {
+                        self.deliver(&hub, entry, &mut last);
+                    }
+                }
+                let known = last.unwrap_or(0);
+                let _: u64 = Script::new(RESEED)
+                    .key(format!("rt:{name}:seq"))
+                    .arg(known)
+                    .invoke_async(&mut conn)
+                    .await?;
+                self.up.store(true, Relaxed);
+                failures = 0;
+                loop {
+                    let from = format!("{}-1", last.unwrap_or(0));
+                    let options = StreamReadOptions::default()
+                        .block(BLOCK_MS)
+                        .count(READ_BATCH);
+                    let reply: Option<StreamReadReply> =
+                        conn.xread_options(&[&key], &[&from], &options).await?;
+                    for stream in reply.map(|r| r.keys).unwrap_or_default() {
+                        for entry in &stream.ids {
+                            self.deliver(&hub, entry, &mut last);
+                        }
+                    }
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), redis::RedisError>(())
+            };
+            let error = tokio::select! {
+                () = shutdown.wait() => return,
+                result = read => result.err(),
+            };
+            if self.up.swap(false, Relaxed) {
+                tracing::warn!(stream = name, "backplane lost: {error:?}; reconnecting");
+            }
+            self.reconnects.fetch_add(1, Relaxed);
+            let wait = backoff(failures, last.unwrap_or(0) ^ u64::from(failures));
+            failures = failures.saturating_add(1);
+            tokio::select! {
+                () = shutdown.wait() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Its `/metrics` lines.
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::new();
+        let up = u8::from(self.is_up());
+        out.push_str(&format!(
+            "# HELP rt_backplane_up 1 while every backplane reader is connected to Redis.\n# TYPE rt_backplane_up gauge\nrt_backplane_up {up}\n"
+        ));
+        for (name, help, value) in [
+            (
+                "published",
+                "Events this instance published through Redis.",
+                &self.published,
+            ),
+            (
+                "received",
+                "Stream entries this instance's readers received.",
+                &self.received,
+            ),
+            (
+                "reconnects",
+                "Reconnections after Redis went away.",
+                &self.reconnects,
+            ),
+            (
+                "missed",
+                "Events trimmed before a reader got them (sent to clients as lost).",
+                &self.missed,
+            ),
+        ] {
+            let v = value.load(Relaxed);
+            out.push_str(&format!(
+                "# HELP rt_backplane_{name}_total {help}\n# TYPE rt_backplane_{name}_total counter\nrt_backplane_{name}_total {v}\n"
+            ));
+        }
+        out
+    }
+
+    fn deliver(&self, hub: &ReplayHub, entry: &StreamId, last: &mut Option<u64>) {
+        self.received.fetch_add(1, Relaxed);
+        let Some((id, event)) = Entry::of(entry) else {
+            tracing::warn!(id = %entry.id, "backplane entry without b/f fields; skipped");
+            return;
+        };
+        if let Some(missed) = hub.deliver(id, |id| event.data(id)) {
+            self.missed.fetch_add(missed, Relaxed);
+        }
+        *last = Some(last.unwrap_or(0).max(id));
+    }
+}
+
+/// The Redis key of stream `name`.
+fn stream_key(name: &str) -> String {
+    format!("rt:{name}:stream")
+}
+
+/// The wait after `failures` failed attempts: 100 ms doubling to 5 s, times 1 to 2 (jitter
+/// from `seed`, so instances cut off together do not come back together).
+fn backoff(failures: u32, seed: u64) -> Duration {
+    let base = BACKOFF_FIRST
+        .saturating_mul(1 << failures.min(10))
+        .min(BACKOFF_MAX);
+    let mut x = seed
+        .wrapping_add(u64::from(std::process::id()))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 29;
+    base.mul_f64(1.0 + (x >> 11) as f64 / (1u64 << 53) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_up_to_as_much_again_of_jitter() {
+        for (failures, base) in [(0, 100), (1, 200), (3, 800), (20, 5000)] {
+            let wait = backoff(failures, 7);
+            let base = Duration::from_millis(base);
+            assert!(wait >= base && wait < 2 * base, "{failures}: {wait:?}");
+        }
+    }
+
+    #[test]
+    fn an_entry_fills_seq_only_when_asked() {
+        let filled = Entry {
+            body: r#"{"ts":5}"#.to_owned(),
+            fill_seq: true,
+        };
+        assert_eq!(filled.data(9), r#"{"seq":9,"ts":5}"#);
+        let kept = Entry {
+            body: r#"{"seq":3,"ts":5}"#.to_owned(),
+            fill_seq: false,
+        };
+        assert_eq!(kept.data(9), r#"{"seq":3,"ts":5}"#);
+    }
+}

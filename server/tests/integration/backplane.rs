@@ -1,0 +1,146 @@
+//! Several instances over one real Redis (`--redis-url`; Debian's `redis-server`, started by
+//! the tests on a free port, which `.ci/run` installs): a publisher on one instance reaches
+//! subscribers on the others with the same ids, a client resumes on another instance, and a
+//! Redis that dies and comes back is survived.
+
+use hyper::StatusCode;
+use server::ServerConfig;
+use testkit::redis::RedisServer;
+
+use crate::support::{self, SseClient, get, json, post, wait_metric};
+
+fn config(redis: &RedisServer) -> ServerConfig {
+    ServerConfig {
+        redis_url: Some(redis.url()),
+        ..support::config()
+    }
+}
+
+/// Reads `n` events from `client`; returns their ids.
+async fn ids(client: &mut SseClient, n: usize) -> Vec<u64> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let event = client.next().await;
+        assert_eq!(event.event_type, "notification", "{:?}", event.data);
+        out.push(event.last_event_id.parse().expect("numeric id"));
+    }
+    out
+}
+
+/// Publishes `n` notifications on `addr`; returns the ids the server gave them.
+async fn publish(addr: std::net::SocketAddr, n: usize) -> Vec<u64> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let answer = post(addr, "/sse/notifications", "{}").await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+        out.push(json(&answer.body)["id"].as_u64().expect("id"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn publishers_on_any_instance_reach_subscribers_on_every_instance_with_the_same_ids() {
+    let redis = RedisServer::require();
+    let servers = [
+        support::start(config(&redis)).await,
+        support::start(config(&redis)).await,
+        support::start(config(&redis)).await,
+    ];
+    let addrs: Vec<_> = servers.iter().map(|s| s.local_addr()).collect();
+    for addr in &addrs {
+        wait_metric(*addr, "rt_backplane_up", 1).await;
+    }
+    let mut clients = Vec::new();
+    for addr in &addrs {
+        clients.push(SseClient::connect(*addr, "/sse/notifications").await);
+    }
+    // 10 from each instance, interleaved: ids 1..=30 in order everywhere.
+    let mut published = Vec::new();
+    for _ in 0..10 {
+        for addr in &addrs {
+            published.extend(publish(*addr, 1).await);
+        }
+    }
+    assert_eq!(published, (1..=30).collect::<Vec<u64>>());
+    for client in &mut clients {
+        assert_eq!(ids(client, 30).await, (1..=30).collect::<Vec<u64>>());
+    }
+    for addr in &addrs {
+        wait_metric(*addr, "rt_backplane_received_total", 30).await;
+        wait_metric(*addr, "rt_backplane_published_total", 10).await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_resumes_on_another_instance_exactly_after_its_last_event_id() {
+    let redis = RedisServer::require();
+    let a = support::start(config(&redis)).await;
+    let b = support::start(config(&redis)).await;
+    wait_metric(a.local_addr(), "rt_backplane_up", 1).await;
+    wait_metric(b.local_addr(), "rt_backplane_up", 1).await;
+    let mut on_a = SseClient::connect(a.local_addr(), "/sse/notifications").await;
+    publish(a.local_addr(), 10).await;
+    assert_eq!(ids(&mut on_a, 10).await, (1..=10).collect::<Vec<u64>>());
+    drop(on_a);
+    // Ten more while the client is away; it comes back on the other instance.
+    publish(a.local_addr(), 10).await;
+    wait_metric(b.local_addr(), "rt_backplane_received_total", 20).await;
+    let mut on_b = SseClient::open(
+        b.local_addr(),
+        "/sse/notifications",
+        &[("last-event-id", "10")],
+    )
+    .await;
+    assert_eq!(on_b.status, StatusCode::OK);
+    assert_eq!(ids(&mut on_b, 10).await, (11..=20).collect::<Vec<u64>>());
+    publish(b.local_addr(), 1).await;
+    assert_eq!(ids(&mut on_b, 1).await, [21], "no gap, no duplicate");
+    // An instance started later backfills its ring from the stream.
+    let c = support::start(config(&redis)).await;
+    wait_metric(c.local_addr(), "rt_backplane_received_total", 21).await;
+    let mut on_c = SseClient::open(
+        c.local_addr(),
+        "/sse/notifications",
+        &[("last-event-id", "15")],
+    )
+    .await;
+    assert_eq!(ids(&mut on_c, 6).await, (16..=21).collect::<Vec<u64>>());
+}
+
+#[tokio::test]
+async fn redis_dying_degrades_the_instances_and_they_recover_when_it_returns() {
+    let mut redis = RedisServer::require();
+    let a = support::start(config(&redis)).await;
+    let b = support::start(config(&redis)).await;
+    wait_metric(a.local_addr(), "rt_backplane_up", 1).await;
+    wait_metric(b.local_addr(), "rt_backplane_up", 1).await;
+    let mut on_b = SseClient::connect(b.local_addr(), "/sse/notifications").await;
+    publish(a.local_addr(), 5).await;
+    assert_eq!(ids(&mut on_b, 5).await, (1..=5).collect::<Vec<u64>>());
+
+    redis.kill();
+    wait_metric(b.local_addr(), "rt_backplane_up", 0).await;
+    assert_eq!(get(b.local_addr(), "/healthz").await.body, "degraded\n");
+    // Publishing needs Redis: refused, not lost in silence.
+    let refused = post(a.local_addr(), "/sse/notifications", "{}").await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.body
+    );
+
+    // Redis comes back empty (no persistence): the instances reconnect, raise its id counter
+    // past what they hold, and the stream goes on without a gap or a repeated id.
+    redis.restart().expect("redis back");
+    wait_metric(a.local_addr(), "rt_backplane_up", 1).await;
+    wait_metric(b.local_addr(), "rt_backplane_up", 1).await;
+    assert_eq!(get(b.local_addr(), "/healthz").await.body, "ok\n");
+    assert_eq!(
+        publish(a.local_addr(), 5).await,
+        (6..=10).collect::<Vec<u64>>()
+    );
+    assert_eq!(ids(&mut on_b, 5).await, (6..=10).collect::<Vec<u64>>());
+    let reconnects = support::metric(b.local_addr(), "rt_backplane_reconnects_total").await;
+    assert!(reconnects >= 1, "{reconnects}");
+}
