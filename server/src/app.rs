@@ -85,7 +85,8 @@ impl App {
         self.state.shutdown.clone()
     }
 
-    /// With a backplane, starts one reader per shared stream (they end at shutdown).
+    /// With a backplane, starts one reader per shared stream and an uplink per group hub
+    /// (they end at shutdown).
     pub(crate) fn start_backplane(&self) {
         let Some(backplane) = &self.state.backplane else {
             return;
@@ -95,13 +96,13 @@ impl App {
             ("notifications", &self.state.notifications),
             ("replay", &self.state.replay),
         ] {
-            tokio::spawn(Arc::clone(backplane).follow(
-                name,
-                Arc::clone(hub),
-                capacity,
-                self.shutdown(),
-            ));
+            let sink: Arc<dyn crate::backplane::Sink> = Arc::clone(hub) as _;
+            tokio::spawn(Arc::clone(backplane).follow(name, sink, capacity, self.shutdown()));
         }
+        let shutdown = self.shutdown();
+        backplane.share_groups("ws_chat", &self.state.ws_chat, &shutdown);
+        backplane.share_groups("rooms", &self.state.rooms, &shutdown);
+        backplane.share_groups("pubsub", &self.state.pubsub, &shutdown);
     }
 
     /// Ends every SSE stream and sends Close 1001 to every WebSocket; new streams end at once.

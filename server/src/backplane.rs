@@ -1,7 +1,9 @@
 //! The Redis backplane (`--redis-url`): several instances share the notifications and replay
-//! streams through Redis Streams, so a publisher on one instance reaches subscribers on every
-//! other, and event ids are the same everywhere (a client resumes with `Last-Event-ID` on any
-//! instance).
+//! streams, WebSocket chat, rooms and pub/sub through Redis Streams, so a publisher on one
+//! instance reaches subscribers on every other, and event ids are the same everywhere (a
+//! client resumes with `Last-Event-ID` on any instance). Group messages (chat, rooms,
+//! pub/sub) go up through a bounded queue and come back to every instance, the sender's
+//! included, which leaves the sender out; they are live only (no backfill).
 //!
 //! Publishing runs one Lua script: `INCR` the stream's counter and `XADD` the event under the
 //! id `<n>-1`, trimmed to about the replay capacity: ids are dense and in order across
@@ -27,6 +29,7 @@ use tokio::sync::Mutex;
 
 use crate::shutdown::Shutdown;
 use crate::sse::replay::ReplayHub;
+use crate::ws::groups::{Groups, Shared};
 
 /// How long one `XREAD` blocks waiting for entries, ms.
 const BLOCK_MS: usize = 1000;
@@ -38,9 +41,16 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 const PUBLISH: &str = r"
 local id = redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id .. '-1', 'b', ARGV[2], 'f', ARGV[3])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id .. '-1', unpack(ARGV, 2))
 return id
 ";
+
+/// Entries kept in a group hub's stream (WS chat, rooms, pub/sub): a reader cut off for
+/// longer than this many messages reports the rest as lost.
+const GROUP_STREAM_CAPACITY: usize = 10_000;
+
+/// Group messages queued for publishing per hub before new ones are dropped (counted).
+pub(crate) const UPLINK_QUEUE: usize = 4096;
 
 /// Raises the id counter to at least ARGV[1]: a Redis that lost its data (restarted without
 /// persistence) must not hand out ids the instances already used.
@@ -78,6 +88,74 @@ pub struct Backplane {
     pub(crate) reconnects: AtomicU64,
     /// Events trimmed before a reader got them (announced to clients as `lost`).
     pub(crate) missed: AtomicU64,
+    /// Group messages that could not be published (Redis away): lost, counted here.
+    pub(crate) publish_errors: AtomicU64,
+    /// This instance's token: group messages carry it with their sender.
+    instance: u64,
+}
+
+/// What a reader hands stream entries to.
+pub(crate) trait Sink: Send + Sync + 'static {
+    /// Takes entry `id`; returns how many ids were missed before it (`None`: already held).
+    fn take(&self, id: u64, entry: &StreamId) -> Option<u64>;
+    /// Whether a fresh reader hands it the stream's tail first (replay rings) or starts
+    /// after it (group messages are live only).
+    fn backfills(&self) -> bool;
+}
+
+impl Sink for ReplayHub {
+    fn take(&self, id: u64, entry: &StreamId) -> Option<u64> {
+        let Some(event) = Entry::of(entry) else {
+            tracing::warn!(id = %entry.id, "backplane entry without b/f fields; skipped");
+            return None;
+        };
+        self.deliver(id, |id| event.data(id))
+    }
+
+    fn backfills(&self) -> bool {
+        true
+    }
+}
+
+/// A group hub (WS chat, rooms, pub/sub) fed by the backplane.
+struct GroupSink {
+    groups: Arc<Groups>,
+    instance: u64,
+    last: AtomicU64,
+}
+
+impl Sink for GroupSink {
+    fn take(&self, id: u64, entry: &StreamId) -> Option<u64> {
+        let last = self.last.load(Relaxed);
+        if id <= last {
+            return None;
+        }
+        self.last.store(id, Relaxed);
+        let missed = if last == 0 { 0 } else { id - last - 1 };
+        if missed > 0 {
+            self.groups.missed_everywhere(missed);
+        }
+        let (Some(group), Some(from), Some(message)) = (
+            entry.get::<String>("g"),
+            entry.get::<String>("x"),
+            entry.get::<String>("m"),
+        ) else {
+            tracing::warn!(id = %entry.id, "backplane group entry without g/x/m; skipped");
+            return Some(missed);
+        };
+        // The sender is left out only on its own instance.
+        let except = from
+            .split_once(':')
+            .filter(|(instance, _)| instance.parse() == Ok(self.instance))
+            .and_then(|(_, client)| client.parse().ok());
+        self.groups
+            .deliver_shared(&group, except, &Arc::from(message.as_str()));
+        Some(missed)
+    }
+
+    fn backfills(&self) -> bool {
+        false
+    }
 }
 
 /// What a published event becomes on every instance: the stored body and whether `seq` is to
@@ -102,17 +180,13 @@ impl Entry {
         }
     }
 
-    fn of(entry: &StreamId) -> Option<(u64, Self)> {
-        let id = entry.id.split_once('-')?.0.parse().ok()?;
+    fn of(entry: &StreamId) -> Option<Self> {
         let body: String = entry.get("b")?;
         let fill: String = entry.get("f")?;
-        Some((
-            id,
-            Self {
-                body,
-                fill_seq: fill == "1",
-            },
-        ))
+        Some(Self {
+            body,
+            fill_seq: fill == "1",
+        })
     }
 }
 
@@ -132,6 +206,8 @@ impl Backplane {
             received: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             missed: AtomicU64::new(0),
+            publish_errors: AtomicU64::new(0),
+            instance: instance_token(),
         })
     }
 
@@ -163,6 +239,73 @@ impl Backplane {
         capacity: usize,
         entry: &Entry,
     ) -> Result<u64, BackplaneError> {
+        let fill = if entry.fill_seq { "1" } else { "0" };
+        self.publish_fields(name, capacity, &["b", entry.body.as_str(), "f", fill])
+            .await
+    }
+
+    /// Shares the group hub `groups` under `name`: its messages are published from a queue
+    /// of [`UPLINK_QUEUE`] and every instance's reader delivers them. Spawns both tasks.
+    pub(crate) fn share_groups(
+        self: &Arc<Self>,
+        name: &'static str,
+        groups: &Arc<Groups>,
+        shutdown: &Shutdown,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::channel(UPLINK_QUEUE);
+        groups.set_uplink(tx);
+        tokio::spawn(Arc::clone(self).uplink(name, rx, shutdown.clone()));
+        let sink = Arc::new(GroupSink {
+            groups: Arc::clone(groups),
+            instance: self.instance,
+            last: AtomicU64::new(0),
+        });
+        tokio::spawn(Arc::clone(self).follow(name, sink, GROUP_STREAM_CAPACITY, shutdown.clone()));
+    }
+
+    /// Publishes a group hub's queued messages until `shutdown`; one that cannot be
+    /// published (Redis away) is dropped and counted.
+    async fn uplink(
+        self: Arc<Self>,
+        name: &'static str,
+        mut rx: tokio::sync::mpsc::Receiver<Shared>,
+        mut shutdown: Shutdown,
+    ) {
+        loop {
+            let shared = tokio::select! {
+                () = shutdown.wait() => return,
+                shared = rx.recv() => match shared {
+                    Some(shared) => shared,
+                    None => return,
+                },
+            };
+            let from = shared
+                .except
+                .map_or_else(String::new, |client| format!("{}:{client}", self.instance));
+            let fields = [
+                "g",
+                shared.group.as_str(),
+                "x",
+                from.as_str(),
+                "m",
+                &shared.message,
+            ];
+            if let Err(e) = self
+                .publish_fields(name, GROUP_STREAM_CAPACITY, &fields)
+                .await
+            {
+                self.publish_errors.fetch_add(1, Relaxed);
+                tracing::debug!(stream = name, "group message not published: {e}");
+            }
+        }
+    }
+
+    async fn publish_fields(
+        &self,
+        name: &str,
+        capacity: usize,
+        fields: &[&str],
+    ) -> Result<u64, BackplaneError> {
         let mut slot = self.publisher.lock().await;
         let mut conn = match slot.as_ref() {
             Some(conn) => conn.clone(),
@@ -178,8 +321,7 @@ impl Backplane {
             .key(stream_key(name))
             .key(format!("rt:{name}:seq"))
             .arg(capacity)
-            .arg(&entry.body)
-            .arg(if entry.fill_seq { "1" } else { "0" })
+            .arg(fields)
             .invoke_async(&mut conn)
             .await;
         match result {
@@ -194,13 +336,13 @@ impl Backplane {
         }
     }
 
-    /// Follows stream `name` into `hub` until `shutdown`: backfills the ring from the
-    /// stream's tail (at most `capacity` entries), then reads on; reconnects with backoff and
-    /// jitter whenever Redis goes away.
+    /// Follows stream `name` into `sink` until `shutdown`: a backfilling sink first gets the
+    /// stream's tail (at most `capacity` entries), another starts after it; then reads on,
+    /// reconnecting with backoff and jitter whenever Redis goes away.
     pub(crate) async fn follow(
         self: Arc<Self>,
         name: &'static str,
-        hub: Arc<ReplayHub>,
+        sink: Arc<dyn Sink>,
         capacity: usize,
         mut shutdown: Shutdown,
     ) {
@@ -213,11 +355,16 @@ impl Backplane {
                     .connect(Duration::from_millis(BLOCK_MS as u64) + Duration::from_secs(2))
                     .await?;
                 if last.is_none() {
+                    let count = if sink.backfills() { capacity } else { 1 };
                     let tail: StreamRangeReply =
-                        conn.xrevrange_count(&key, "+", "-", capacity).await?;
+                        conn.xrevrange_count(&key, "+", "-", count).await?;
                     last = Some(0);
                     for entry in tail.ids.iter().rev() {
-                        self.deliver(&hub, entry, &mut last);
+                        if sink.backfills() {
+                            self.deliver(sink.as_ref(), entry, &mut last);
+                        } else {
+                            last = stream_number(&entry.id);
+                        }
                     }
                 }
                 let known = last.unwrap_or(0);
@@ -237,7 +384,7 @@ impl Backplane {
                         conn.xread_options(&[&key], &[&from], &options).await?;
                     for stream in reply.map(|r| r.keys).unwrap_or_default() {
                         for entry in &stream.ids {
-                            self.deliver(&hub, entry, &mut last);
+                            self.deliver(sink.as_ref(), entry, &mut last);
                         }
                     }
                 }
@@ -289,6 +436,11 @@ impl Backplane {
                 "Events trimmed before a reader got them (sent to clients as lost).",
                 &self.missed,
             ),
+            (
+                "publish_errors",
+                "Group messages not published because Redis was away (lost).",
+                &self.publish_errors,
+            ),
         ] {
             let v = value.load(Relaxed);
             out.push_str(&format!(
@@ -298,17 +450,30 @@ impl Backplane {
         out
     }
 
-    fn deliver(&self, hub: &ReplayHub, entry: &StreamId, last: &mut Option<u64>) {
+    fn deliver(&self, sink: &dyn Sink, entry: &StreamId, last: &mut Option<u64>) {
         self.received.fetch_add(1, Relaxed);
-        let Some((id, event)) = Entry::of(entry) else {
-            tracing::warn!(id = %entry.id, "backplane entry without b/f fields; skipped");
+        let Some(id) = stream_number(&entry.id) else {
+            tracing::warn!(id = %entry.id, "backplane entry with a foreign id; skipped");
             return;
         };
-        if let Some(missed) = hub.deliver(id, |id| event.data(id)) {
+        if let Some(missed) = sink.take(id, entry) {
             self.missed.fetch_add(missed, Relaxed);
         }
         *last = Some(last.unwrap_or(0).max(id));
     }
+}
+
+/// The event number of a stream entry id `<n>-1`.
+fn stream_number(id: &str) -> Option<u64> {
+    id.split_once('-')?.0.parse().ok()
+}
+
+/// A token telling this instance's group messages apart from other instances'.
+fn instance_token() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()) ^ d.as_secs());
+    (nanos ^ (u64::from(std::process::id()) << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 1
 }
 
 /// The Redis key of stream `name`.

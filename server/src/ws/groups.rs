@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use tokio::sync::mpsc;
 
@@ -57,6 +57,18 @@ pub(crate) struct Groups {
     members: Mutex<HashMap<String, HashMap<u64, Inbox>>>,
     next_client: AtomicU64,
     metrics: Arc<ScenarioMetrics>,
+    /// Set when instances share this hub (`--redis-url`): messages go up to the backplane
+    /// and come back, to every instance, through [`Groups::deliver_shared`].
+    uplink: OnceLock<mpsc::Sender<Shared>>,
+}
+
+/// A message on its way to every instance's members of `group`.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) group: String,
+    /// The sending client (on the publishing instance), left out of the delivery.
+    pub(crate) except: Option<u64>,
+    pub(crate) message: Arc<str>,
 }
 
 impl Groups {
@@ -65,6 +77,34 @@ impl Groups {
             members: Mutex::new(HashMap::new()),
             next_client: AtomicU64::new(1),
             metrics,
+            uplink: OnceLock::new(),
+        }
+    }
+
+    /// From now on, messages go to `uplink` (the backplane) instead of straight to members.
+    pub(crate) fn set_uplink(&self, uplink: mpsc::Sender<Shared>) {
+        let _ = self.uplink.set(uplink);
+    }
+
+    /// Delivers a message that came back from the backplane; `except` is the sender when it
+    /// is a client of this instance.
+    pub(crate) fn deliver_shared(
+        &self,
+        group: &str,
+        except: Option<u64>,
+        message: &Arc<str>,
+    ) -> usize {
+        self.deliver(group, except, message)
+    }
+
+    /// Tells every member of every group that `n` shared messages were lost on the way (the
+    /// backplane trimmed them before this instance read them): each gets a `lagged` notice
+    /// before its next message.
+    pub(crate) fn missed_everywhere(&self, n: u64) {
+        let members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+        for inbox in members.values().flat_map(HashMap::values) {
+            inbox.missed.fetch_add(n, Ordering::Relaxed);
+            self.metrics.dropped(n);
         }
     }
 
@@ -96,7 +136,31 @@ impl Groups {
 
     /// Delivers `message` to every member of `group` except `except`; returns how many
     /// queues accepted it.
+    /// With a backplane the message is handed to it and the count is of this instance's
+    /// members (the message reaches them, and every other instance's, when it comes back).
     pub(crate) fn publish(&self, group: &str, except: Option<u64>, message: &Arc<str>) -> usize {
+        let Some(uplink) = self.uplink.get() else {
+            return self.deliver(group, except, message);
+        };
+        let here = {
+            let members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+            members.get(group).map_or(0, |set| {
+                set.keys().filter(|id| Some(**id) != except).count()
+            })
+        };
+        let shared = Shared {
+            group: group.to_owned(),
+            except,
+            message: Arc::clone(message),
+        };
+        if uplink.try_send(shared).is_err() {
+            // The backplane is that far behind: lost for every member, counted here.
+            self.metrics.dropped(here as u64);
+        }
+        here
+    }
+
+    fn deliver(&self, group: &str, except: Option<u64>, message: &Arc<str>) -> usize {
         let members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(set) = members.get(group) else {
             return 0;

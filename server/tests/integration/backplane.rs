@@ -144,3 +144,58 @@ async fn redis_dying_degrades_the_instances_and_they_recover_when_it_returns() {
     let reconnects = support::metric(b.local_addr(), "rt_backplane_reconnects_total").await;
     assert!(reconnects >= 1, "{reconnects}");
 }
+
+#[tokio::test]
+async fn pub_sub_and_rooms_reach_members_on_other_instances_but_not_the_sender() {
+    use crate::support::{ws, ws_json, ws_send};
+    use serde_json::json;
+
+    let redis = RedisServer::require();
+    let a = support::start(config(&redis)).await;
+    let b = support::start(config(&redis)).await;
+    let (a, b) = (a.local_addr(), b.local_addr());
+    wait_metric(a, "rt_backplane_up", 1).await;
+    wait_metric(b, "rt_backplane_up", 1).await;
+
+    // Pub/sub: a subscriber on B, a POST on A.
+    let mut sub = ws(b, "/ws/pubsub").await;
+    ws_send(&mut sub, json!({"type": "subscribe", "topic": "t"})).await;
+    assert_eq!(ws_json(&mut sub).await["type"], "subscribed");
+    for n in 0..5 {
+        let answer = post(a, "/publish/t", &json!({"n": n}).to_string()).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    }
+    for n in 0..5 {
+        let msg = ws_json(&mut sub).await;
+        assert_eq!(
+            (msg["type"].as_str(), msg["data"]["n"].as_u64()),
+            (Some("message"), Some(n))
+        );
+    }
+
+    // Rooms: members on both instances; a broadcast from A reaches B's member, not its sender.
+    let mut on_a = ws(a, "/ws/rooms").await;
+    let mut on_b = ws(b, "/ws/rooms").await;
+    for socket in [&mut on_a, &mut on_b] {
+        ws_send(socket, json!({"type": "join", "room": "r"})).await;
+        assert_eq!(ws_json(socket).await["type"], "joined");
+    }
+    ws_send(
+        &mut on_a,
+        json!({"type": "broadcast", "room": "r", "text": "from a"}),
+    )
+    .await;
+    ws_send(
+        &mut on_b,
+        json!({"type": "broadcast", "room": "r", "text": "from b"}),
+    )
+    .await;
+    let got_b = ws_json(&mut on_b).await;
+    assert_eq!(got_b["text"], "from a", "{got_b}");
+    let got_a = ws_json(&mut on_a).await;
+    assert_eq!(
+        got_a["text"], "from b",
+        "{got_a}: a sender never gets its own broadcast"
+    );
+    wait_metric(a, "rt_backplane_received_total", 7).await;
+}
