@@ -103,6 +103,7 @@ impl App {
         backplane.share_groups("ws_chat", &self.state.ws_chat, &shutdown);
         backplane.share_groups("rooms", &self.state.rooms, &shutdown);
         backplane.share_groups("pubsub", &self.state.pubsub, &shutdown);
+        backplane.share_chat(&self.state.sse_chat, &shutdown);
     }
 
     /// Ends every SSE stream and sends Close 1001 to every WebSocket; new streams end at once.

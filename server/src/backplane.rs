@@ -28,6 +28,7 @@ use redis::{AsyncCommands as _, AsyncConnectionConfig, Client, Script};
 use tokio::sync::Mutex;
 
 use crate::shutdown::Shutdown;
+use crate::sse::chat::{ChatHub, ChatUp};
 use crate::sse::replay::ReplayHub;
 use crate::ws::groups::{Groups, Shared};
 
@@ -114,6 +115,36 @@ impl Sink for ReplayHub {
 
     fn backfills(&self) -> bool {
         true
+    }
+}
+
+/// The SSE chat fed by the backplane.
+struct ChatSink {
+    hub: Arc<ChatHub>,
+    last: AtomicU64,
+}
+
+impl Sink for ChatSink {
+    fn take(&self, id: u64, entry: &StreamId) -> Option<u64> {
+        let last = self.last.swap(id.max(self.last.load(Relaxed)), Relaxed);
+        if id <= last {
+            return None;
+        }
+        let missed = if last == 0 { 0 } else { id - last - 1 };
+        if missed > 0 {
+            self.hub.missed(missed);
+        }
+        match (entry.get::<u64>("u"), entry.get::<String>("m")) {
+            (Some(from), Some(data)) => {
+                self.hub.deliver_shared(from, &data);
+            }
+            _ => tracing::warn!(id = %entry.id, "backplane chat entry without u/m; skipped"),
+        }
+        Some(missed)
+    }
+
+    fn backfills(&self) -> bool {
+        false
     }
 }
 
@@ -263,6 +294,87 @@ impl Backplane {
         tokio::spawn(Arc::clone(self).follow(name, sink, GROUP_STREAM_CAPACITY, shutdown.clone()));
     }
 
+    /// Shares the SSE chat: posts and leaves go up from a queue of [`UPLINK_QUEUE`], every
+    /// instance's reader delivers the posts. Spawns both tasks.
+    pub(crate) fn share_chat(self: &Arc<Self>, hub: &Arc<ChatHub>, shutdown: &Shutdown) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<ChatUp>(UPLINK_QUEUE);
+        hub.set_uplink(tx);
+        let this = Arc::clone(self);
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let up = tokio::select! {
+                    () = stop.wait() => return,
+                    up = rx.recv() => match up {
+                        Some(up) => up,
+                        None => return,
+                    },
+                };
+                let done = match up {
+                    ChatUp::Post { from, data } => {
+                        let from = from.to_string();
+                        let fields = ["u", from.as_str(), "m", data.as_str()];
+                        this.publish_fields("sse_chat", GROUP_STREAM_CAPACITY, &fields)
+                            .await
+                            .map(drop)
+                    }
+                    ChatUp::Leave(id) => this.chat_leave(id).await,
+                };
+                if let Err(e) = done {
+                    this.publish_errors.fetch_add(1, Relaxed);
+                    tracing::debug!("chat update not published: {e}");
+                }
+            }
+        });
+        let sink = Arc::new(ChatSink {
+            hub: Arc::clone(hub),
+            last: AtomicU64::new(0),
+        });
+        tokio::spawn(Arc::clone(self).follow(
+            "sse_chat",
+            sink,
+            GROUP_STREAM_CAPACITY,
+            shutdown.clone(),
+        ));
+    }
+
+    /// A chat user id unique over every instance, registered as online.
+    ///
+    /// # Errors
+    /// Redis is away.
+    pub(crate) async fn chat_join(&self) -> Result<u64, BackplaneError> {
+        let mut conn = self.publisher_conn().await?;
+        let id: u64 = conn.incr("rt:sse_chat:user_ids", 1).await?;
+        let _: () = conn.sadd("rt:sse_chat:users", id).await?;
+        Ok(id)
+    }
+
+    /// Whether chat user `id` holds a stream on some instance.
+    ///
+    /// # Errors
+    /// Redis is away.
+    pub(crate) async fn chat_user_exists(&self, id: u64) -> Result<bool, BackplaneError> {
+        let mut conn = self.publisher_conn().await?;
+        Ok(conn.sismember("rt:sse_chat:users", id).await?)
+    }
+
+    async fn chat_leave(&self, id: u64) -> Result<(), BackplaneError> {
+        let mut conn = self.publisher_conn().await?;
+        let _: () = conn.srem("rt:sse_chat:users", id).await?;
+        Ok(())
+    }
+
+    /// The publishing connection, opened if needed.
+    async fn publisher_conn(&self) -> Result<MultiplexedConnection, BackplaneError> {
+        let mut slot = self.publisher.lock().await;
+        if let Some(conn) = slot.as_ref() {
+            return Ok(conn.clone());
+        }
+        let conn = self.connect(Duration::from_secs(2)).await?;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
     /// Publishes a group hub's queued messages until `shutdown`; one that cannot be
     /// published (Redis away) is dropped and counted.
     async fn uplink(
@@ -306,16 +418,7 @@ impl Backplane {
         capacity: usize,
         fields: &[&str],
     ) -> Result<u64, BackplaneError> {
-        let mut slot = self.publisher.lock().await;
-        let mut conn = match slot.as_ref() {
-            Some(conn) => conn.clone(),
-            None => {
-                let conn = self.connect(Duration::from_secs(2)).await?;
-                *slot = Some(conn.clone());
-                conn
-            }
-        };
-        drop(slot);
+        let mut conn = self.publisher_conn().await?;
         let result: redis::RedisResult<u64> = self
             .script
             .key(stream_key(name))

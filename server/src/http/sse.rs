@@ -87,15 +87,29 @@ pub(crate) async fn stocks(req: &mut Request, depot: &mut Depot, res: &mut Respo
     respond(res, &settings(&app), guard, Initial::default(), feed);
 }
 
-/// `GET /sse/chat`: joins the chat; the first event is `user` with `{"id":…}`.
+/// `GET /sse/chat`: joins the chat; the first event is `user` with `{"id":…}` (with a
+/// backplane, ids are unique over every instance).
 #[handler]
 pub(crate) async fn chat_connect(depot: &mut Depot, res: &mut Response) {
     let app = state(depot);
     let Some(guard) = admit(&app, Scenario::SseChat, res) else {
         return;
     };
-    let (stream, hello) = app.sse_chat.join(app.metrics.scenario(Scenario::SseChat));
+    let metrics = app.metrics.scenario(Scenario::SseChat);
+    let (stream, hello) = match &app.backplane {
+        None => app.sse_chat.join(metrics),
+        Some(backplane) => match backplane.chat_join().await {
+            Ok(id) => app.sse_chat.join_as(id, metrics),
+            Err(e) => return unavailable(res, &format!("cannot join the chat: {e}")),
+        },
+    };
     respond(res, &settings(&app), guard, hello, stream);
+}
+
+/// Answers 503 with `message`: the backplane is away.
+fn unavailable(res: &mut Response, message: &str) {
+    res.status_code(StatusCode::SERVICE_UNAVAILABLE);
+    res.render(Text::Plain(format!("{message}\n")));
 }
 
 /// `POST /sse/chat/{user}`: broadcasts the body to every other user. A JSON-object body is
@@ -123,10 +137,26 @@ pub(crate) async fn chat_post(req: &mut Request, depot: &mut Depot, res: &mut Re
         }
     };
     object.insert("from".to_owned(), Value::from(user));
+    // With a backplane the user may hold its stream on another instance.
+    if let Some(backplane) = &app.backplane
+        && !app.sse_chat.is_here(user)
+    {
+        match backplane.chat_user_exists(user).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let msg = format!("no connected chat user {user}");
+                return reject(&app, res, StatusCode::NOT_FOUND, &msg);
+            }
+            Err(e) => return unavailable(res, &format!("cannot check chat user {user}: {e}")),
+        }
+    }
     match app.sse_chat.post(user, &Value::Object(object).to_string()) {
         Ok(delivered) => {
             app.metrics.scenario(Scenario::SseChat).received(text.len());
             accepted(res, &json!({"delivered": delivered}));
+        }
+        Err(PostError::Backplane) => {
+            unavailable(res, "the backplane's queue is full");
         }
         Err(PostError::UnknownUser) => {
             reject(
@@ -200,10 +230,7 @@ async fn publish(req: &mut Request, res: &mut Response, app: &Arc<AppState>, sce
                 let here = hub(app, scenario).subscribers();
                 accepted(res, &json!({"id": id, "subscribers": here}));
             }
-            Err(e) => {
-                res.status_code(StatusCode::SERVICE_UNAVAILABLE);
-                res.render(Text::Plain(format!("cannot publish: {e}\n")));
-            }
+            Err(e) => unavailable(res, &format!("cannot publish: {e}")),
         }
         return;
     }

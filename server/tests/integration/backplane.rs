@@ -199,3 +199,34 @@ async fn pub_sub_and_rooms_reach_members_on_other_instances_but_not_the_sender()
     );
     wait_metric(a, "rt_backplane_received_total", 7).await;
 }
+
+#[tokio::test]
+async fn sse_chat_users_are_unique_over_instances_and_posts_reach_every_other_user() {
+    let redis = RedisServer::require();
+    let a = support::start(config(&redis)).await;
+    let b = support::start(config(&redis)).await;
+    let (a, b) = (a.local_addr(), b.local_addr());
+    wait_metric(a, "rt_backplane_up", 1).await;
+    wait_metric(b, "rt_backplane_up", 1).await;
+    let mut x = SseClient::connect(a, "/sse/chat").await;
+    let mut y = SseClient::connect(b, "/sse/chat").await;
+    let user = |e: wire::sse::Event| json(&e.data)["id"].as_u64().expect("user id");
+    let (xid, yid) = (user(x.next().await), user(y.next().await));
+    assert_ne!(xid, yid, "ids are unique over the instances");
+    // x posts through the other instance; y gets it, x does not.
+    let answer = post(b, &format!("/sse/chat/{xid}"), r#"{"text":"hi"}"#).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    let got = y.next().await;
+    assert_eq!(json(&got.data)["from"], xid);
+    assert_eq!(json(&got.data)["text"], "hi");
+    let answer = post(a, &format!("/sse/chat/{yid}"), r#"{"text":"hello"}"#).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    assert_eq!(
+        json(&x.next().await.data)["from"],
+        yid,
+        "x's next event is y's post"
+    );
+    // A user no instance holds is refused.
+    let unknown = post(a, "/sse/chat/999999", r#"{"text":"?"}"#).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
