@@ -285,7 +285,7 @@ impl Backplane {
     ) {
         let (tx, rx) = tokio::sync::mpsc::channel(UPLINK_QUEUE);
         groups.set_uplink(tx);
-        tokio::spawn(Arc::clone(self).uplink(name, rx, shutdown.clone()));
+        tokio::spawn(Arc::clone(self).uplink(name, Arc::clone(groups), rx, shutdown.clone()));
         let sink = Arc::new(GroupSink {
             groups: Arc::clone(groups),
             instance: self.instance,
@@ -300,6 +300,7 @@ impl Backplane {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<ChatUp>(UPLINK_QUEUE);
         hub.set_uplink(tx);
         let this = Arc::clone(self);
+        let chat = Arc::clone(hub);
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
             loop {
@@ -314,9 +315,15 @@ impl Backplane {
                     ChatUp::Post { from, data } => {
                         let from = from.to_string();
                         let fields = ["u", from.as_str(), "m", data.as_str()];
-                        this.publish_fields("sse_chat", GROUP_STREAM_CAPACITY, &fields)
+                        let posted = this
+                            .publish_fields("sse_chat", GROUP_STREAM_CAPACITY, &fields)
                             .await
-                            .map(drop)
+                            .map(drop);
+                        if posted.is_err() {
+                            // This instance's users learn of the lost post.
+                            chat.missed(1);
+                        }
+                        posted
                     }
                     ChatUp::Leave(id) => this.chat_leave(id).await,
                 };
@@ -376,10 +383,12 @@ impl Backplane {
     }
 
     /// Publishes a group hub's queued messages until `shutdown`; one that cannot be
-    /// published (Redis away) is dropped and counted.
+    /// published (Redis away) is dropped, counted, and this instance's members of its group
+    /// are told (`lagged`); other instances' members cannot know of it.
     async fn uplink(
         self: Arc<Self>,
         name: &'static str,
+        groups: Arc<Groups>,
         mut rx: tokio::sync::mpsc::Receiver<Shared>,
         mut shutdown: Shutdown,
     ) {
@@ -407,6 +416,7 @@ impl Backplane {
                 .await
             {
                 self.publish_errors.fetch_add(1, Relaxed);
+                groups.missed_in(&shared.group, shared.except);
                 tracing::debug!(stream = name, "group message not published: {e}");
             }
         }

@@ -97,6 +97,18 @@ impl Groups {
         self.deliver(group, except, message)
     }
 
+    /// Tells the members of `group` but `except` that one message for them was lost (the
+    /// backplane could not publish it): each gets a `lagged` notice before its next message.
+    pub(crate) fn missed_in(&self, group: &str, except: Option<u64>) {
+        let members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+        for (id, inbox) in members.get(group).into_iter().flatten() {
+            if Some(*id) != except {
+                inbox.missed.fetch_add(1, Ordering::Relaxed);
+                self.metrics.dropped(1);
+            }
+        }
+    }
+
     /// Tells every member of every group that `n` shared messages were lost on the way (the
     /// backplane trimmed them before this instance read them): each gets a `lagged` notice
     /// before its next message.

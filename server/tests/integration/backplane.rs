@@ -230,3 +230,33 @@ async fn sse_chat_users_are_unique_over_instances_and_posts_reach_every_other_us
     let unknown = post(a, "/sse/chat/999999", r#"{"text":"?"}"#).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_group_message_lost_while_redis_is_away_is_told_to_the_members_here() {
+    use crate::support::{ws, ws_json, ws_send};
+    use serde_json::json;
+
+    let mut redis = RedisServer::require();
+    let a = support::start(config(&redis)).await;
+    let a = a.local_addr();
+    wait_metric(a, "rt_backplane_up", 1).await;
+    let mut sub = ws(a, "/ws/pubsub").await;
+    ws_send(&mut sub, json!({"type": "subscribe", "topic": "t"})).await;
+    assert_eq!(ws_json(&mut sub).await["type"], "subscribed");
+
+    redis.kill();
+    wait_metric(a, "rt_backplane_up", 0).await;
+    post(a, "/publish/t", &json!({"n": 1}).to_string()).await;
+    wait_metric(a, "rt_backplane_publish_errors_total", 1).await;
+    redis.restart().expect("redis back");
+    wait_metric(a, "rt_backplane_up", 1).await;
+    let answer = post(a, "/publish/t", &json!({"n": 2}).to_string()).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    let notice = ws_json(&mut sub).await;
+    assert_eq!(
+        (notice["type"].as_str(), notice["missed"].as_u64()),
+        (Some("lagged"), Some(1))
+    );
+    let next = ws_json(&mut sub).await;
+    assert_eq!(next["data"]["n"], 2);
+}
