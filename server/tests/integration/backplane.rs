@@ -16,6 +16,17 @@ fn config(redis: &RedisServer) -> ServerConfig {
     }
 }
 
+/// `n` instances on `redis`, each with its backplane readers connected.
+async fn instances(redis: &RedisServer, n: usize) -> Vec<server::RunningServer> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let server = support::start(config(redis)).await;
+        wait_metric(server.local_addr(), "rt_backplane_up", 1).await;
+        out.push(server);
+    }
+    out
+}
+
 /// Reads `n` events from `client`; returns their ids.
 async fn ids(client: &mut SseClient, n: usize) -> Vec<u64> {
     let mut out = Vec::with_capacity(n);
@@ -41,15 +52,8 @@ async fn publish(addr: std::net::SocketAddr, n: usize) -> Vec<u64> {
 #[tokio::test]
 async fn publishers_on_any_instance_reach_subscribers_on_every_instance_with_the_same_ids() {
     let redis = RedisServer::require();
-    let servers = [
-        support::start(config(&redis)).await,
-        support::start(config(&redis)).await,
-        support::start(config(&redis)).await,
-    ];
+    let servers = instances(&redis, 3).await;
     let addrs: Vec<_> = servers.iter().map(|s| s.local_addr()).collect();
-    for addr in &addrs {
-        wait_metric(*addr, "rt_backplane_up", 1).await;
-    }
     let mut clients = Vec::new();
     for addr in &addrs {
         clients.push(SseClient::connect(*addr, "/sse/notifications").await);
@@ -74,10 +78,8 @@ async fn publishers_on_any_instance_reach_subscribers_on_every_instance_with_the
 #[tokio::test]
 async fn a_client_resumes_on_another_instance_exactly_after_its_last_event_id() {
     let redis = RedisServer::require();
-    let a = support::start(config(&redis)).await;
-    let b = support::start(config(&redis)).await;
-    wait_metric(a.local_addr(), "rt_backplane_up", 1).await;
-    wait_metric(b.local_addr(), "rt_backplane_up", 1).await;
+    let servers = instances(&redis, 2).await;
+    let (a, b) = (&servers[0], &servers[1]);
     let mut on_a = SseClient::connect(a.local_addr(), "/sse/notifications").await;
     publish(a.local_addr(), 10).await;
     assert_eq!(ids(&mut on_a, 10).await, (1..=10).collect::<Vec<u64>>());
@@ -110,10 +112,8 @@ async fn a_client_resumes_on_another_instance_exactly_after_its_last_event_id() 
 #[tokio::test]
 async fn redis_dying_degrades_the_instances_and_they_recover_when_it_returns() {
     let mut redis = RedisServer::require();
-    let a = support::start(config(&redis)).await;
-    let b = support::start(config(&redis)).await;
-    wait_metric(a.local_addr(), "rt_backplane_up", 1).await;
-    wait_metric(b.local_addr(), "rt_backplane_up", 1).await;
+    let servers = instances(&redis, 2).await;
+    let (a, b) = (&servers[0], &servers[1]);
     let mut on_b = SseClient::connect(b.local_addr(), "/sse/notifications").await;
     publish(a.local_addr(), 5).await;
     assert_eq!(ids(&mut on_b, 5).await, (1..=5).collect::<Vec<u64>>());
@@ -151,11 +151,8 @@ async fn pub_sub_and_rooms_reach_members_on_other_instances_but_not_the_sender()
     use serde_json::json;
 
     let redis = RedisServer::require();
-    let a = support::start(config(&redis)).await;
-    let b = support::start(config(&redis)).await;
-    let (a, b) = (a.local_addr(), b.local_addr());
-    wait_metric(a, "rt_backplane_up", 1).await;
-    wait_metric(b, "rt_backplane_up", 1).await;
+    let servers = instances(&redis, 2).await;
+    let (a, b) = (servers[0].local_addr(), servers[1].local_addr());
 
     // Pub/sub: a subscriber on B, a POST on A.
     let mut sub = ws(b, "/ws/pubsub").await;
@@ -203,11 +200,8 @@ async fn pub_sub_and_rooms_reach_members_on_other_instances_but_not_the_sender()
 #[tokio::test]
 async fn sse_chat_users_are_unique_over_instances_and_posts_reach_every_other_user() {
     let redis = RedisServer::require();
-    let a = support::start(config(&redis)).await;
-    let b = support::start(config(&redis)).await;
-    let (a, b) = (a.local_addr(), b.local_addr());
-    wait_metric(a, "rt_backplane_up", 1).await;
-    wait_metric(b, "rt_backplane_up", 1).await;
+    let servers = instances(&redis, 2).await;
+    let (a, b) = (servers[0].local_addr(), servers[1].local_addr());
     let mut x = SseClient::connect(a, "/sse/chat").await;
     let mut y = SseClient::connect(b, "/sse/chat").await;
     let user = |e: wire::sse::Event| json(&e.data)["id"].as_u64().expect("user id");
@@ -237,9 +231,8 @@ async fn a_group_message_lost_while_redis_is_away_is_told_to_the_members_here() 
     use serde_json::json;
 
     let mut redis = RedisServer::require();
-    let a = support::start(config(&redis)).await;
-    let a = a.local_addr();
-    wait_metric(a, "rt_backplane_up", 1).await;
+    let servers = instances(&redis, 1).await;
+    let a = servers[0].local_addr();
     let mut sub = ws(a, "/ws/pubsub").await;
     ws_send(&mut sub, json!({"type": "subscribe", "topic": "t"})).await;
     assert_eq!(ws_json(&mut sub).await["type"], "subscribed");
