@@ -19,7 +19,7 @@
 //! extra build is `url` and a few small crates (~35 s here), less than fred's.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -79,8 +79,9 @@ pub struct Backplane {
     /// The publishing connection, opened on first use and dropped on error.
     publisher: Mutex<Option<MultiplexedConnection>>,
     script: Script,
-    /// Whether every reader is connected.
-    up: AtomicBool,
+    /// Readers started, and those connected now: up when all are.
+    readers: AtomicU64,
+    readers_up: AtomicU64,
     /// Events this instance published through Redis.
     pub(crate) published: AtomicU64,
     /// Entries this instance's readers received.
@@ -232,7 +233,8 @@ impl Backplane {
             client,
             publisher: Mutex::new(None),
             script: Script::new(PUBLISH),
-            up: AtomicBool::new(false),
+            readers: AtomicU64::new(0),
+            readers_up: AtomicU64::new(0),
             published: AtomicU64::new(0),
             received: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
@@ -242,9 +244,10 @@ impl Backplane {
         })
     }
 
-    /// Whether the readers are connected (else `/healthz` says `degraded`).
+    /// Whether every reader is connected (else `/healthz` says `degraded`).
     pub fn is_up(&self) -> bool {
-        self.up.load(Relaxed)
+        let readers = self.readers.load(Relaxed);
+        readers > 0 && self.readers_up.load(Relaxed) == readers
     }
 
     async fn connect(
@@ -462,6 +465,8 @@ impl Backplane {
         let key = stream_key(name);
         let mut last: Option<u64> = None;
         let mut failures: u32 = 0;
+        let mut connected = false;
+        self.readers.fetch_add(1, Relaxed);
         loop {
             let read = async {
                 let mut conn = self
@@ -486,7 +491,8 @@ impl Backplane {
                     .arg(known)
                     .invoke_async(&mut conn)
                     .await?;
-                self.up.store(true, Relaxed);
+                connected = true;
+                self.readers_up.fetch_add(1, Relaxed);
                 failures = 0;
                 loop {
                     let from = format!("{}-1", last.unwrap_or(0));
@@ -508,7 +514,8 @@ impl Backplane {
                 () = shutdown.wait() => return,
                 result = read => result.err(),
             };
-            if self.up.swap(false, Relaxed) {
+            if std::mem::take(&mut connected) {
+                self.readers_up.fetch_sub(1, Relaxed);
                 tracing::warn!(stream = name, "backplane lost: {error:?}; reconnecting");
             }
             self.reconnects.fetch_add(1, Relaxed);
@@ -541,7 +548,7 @@ impl Backplane {
             ),
             (
                 "reconnects",
-                "Reconnections after Redis went away.",
+                "Reconnection attempts after Redis went away.",
                 &self.reconnects,
             ),
             (
