@@ -173,6 +173,9 @@ fn flag_of(field: &'static str) -> &'static str {
         "stock_rate" => "stock-rate",
         "ws_read_buffer" => "ws-read-buffer",
         "token" => "token",
+        "redis_url" => "redis-url",
+        "header_timeout" => "header-timeout-secs",
+        "write_stall_timeout" => "write-stall-secs",
         other => other,
     }
 }

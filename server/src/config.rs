@@ -154,6 +154,16 @@ impl ServerConfig {
                 problem: "must be greater than 0",
             });
         }
+        if self
+            .redis_url
+            .as_deref()
+            .is_some_and(|u| !u.starts_with("redis://") || u.len() <= "redis://".len())
+        {
+            return Err(ConfigError {
+                field: "redis_url",
+                problem: "must be redis://HOST:PORT",
+            });
+        }
         if self.token.as_deref().is_some_and(str::is_empty) {
             return Err(ConfigError {
                 field: "token",

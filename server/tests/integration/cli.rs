@@ -32,6 +32,9 @@ fn help_explains_every_flag_and_its_env_override() {
         ("--ws-read-buffer", "RT_WS_READ_BUFFER"),
         ("--backlog", "RT_BACKLOG"),
         ("--shutdown-grace-secs", "RT_SHUTDOWN_GRACE_SECS"),
+        ("--header-timeout-secs", "RT_HEADER_TIMEOUT_SECS"),
+        ("--write-stall-secs", "RT_WRITE_STALL_SECS"),
+        ("--redis-url", "RT_REDIS_URL"),
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
         assert!(help.contains(env), "--help lacks {env}");
@@ -46,6 +49,9 @@ fn out_of_range_flags_are_refused_by_name() {
         (&["--ping-secs=-1"][..], "--ping-secs"),
         (&["--listen", "not-an-address"][..], "--listen"),
         (&["--token", ""][..], "--token"),
+        (&["--redis-url", "http://127.0.0.1:6379"][..], "--redis-url"),
+        (&["--header-timeout-secs", "0"][..], "--header-timeout-secs"),
+        (&["--write-stall-secs", "0"][..], "--write-stall-secs"),
     ] {
         let out = rt_server(args);
         assert!(!out.status.success(), "{args:?} accepted");
