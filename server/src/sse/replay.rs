@@ -148,7 +148,20 @@ impl ReplayHub {
                     initial.bytes.extend(encode(Some("lost"), None, &notice));
                     initial.events += 1;
                 }
+                // Ids missing inside the ring (events the backplane lost before this
+                // instance read them) are told as they were to live subscribers.
+                let mut expected = last.max(first.saturating_sub(1)) + 1;
                 for stored in ring.events.iter().filter(|e| e.id > last) {
+                    if stored.id > expected {
+                        let missed = stored.id - expected;
+                        let notice = format!(
+                            "{{\"missed\":{missed},\"reason\":\"backplane\",\"first_available\":{}}}",
+                            stored.id
+                        );
+                        initial.bytes.extend(encode(Some("lost"), None, &notice));
+                        initial.events += 1;
+                    }
+                    expected = stored.id + 1;
                     initial.bytes.extend_from_slice(&stored.event);
                     initial.events += 1;
                 }
@@ -241,9 +254,16 @@ mod tests {
             got.extend(ids(&bytes));
         }
         assert_eq!(got, ["message:40", "message:41", "lost:", "message:45"]);
-        // Resuming after 41 on this instance gets 45 only: the ring never held 42..=44.
-        let (_, initial) = hub.subscribe(Some(41), None, metrics);
-        assert_eq!(ids(&initial.bytes), ["message:45"]);
+        // Resuming after 41 on this instance: the ring never held 42..=44, so the resumer is
+        // told of them before 45, as the live subscriber was.
+        let (_, initial) = hub.subscribe(Some(41), None, Arc::clone(&metrics));
+        assert_eq!(ids(&initial.bytes), ["lost:", "message:45"]);
+        let (_, initial) = hub.subscribe(Some(39), None, metrics);
+        assert_eq!(
+            ids(&initial.bytes),
+            ["message:40", "message:41", "lost:41", "message:45"],
+            "ids before the ring's first are not a hole"
+        );
     }
 
     /// Polls `f` once on a fresh current-thread runtime.

@@ -146,7 +146,7 @@ async fn redis_dying_degrades_the_instances_and_they_recover_when_it_returns() {
 }
 
 #[tokio::test]
-async fn pub_sub_and_rooms_reach_members_on_other_instances_but_not_the_sender() {
+async fn pub_sub_rooms_and_chat_reach_members_on_other_instances_but_not_the_sender() {
     use crate::support::{ws, ws_json, ws_send};
     use serde_json::json;
 
@@ -194,7 +194,21 @@ async fn pub_sub_and_rooms_reach_members_on_other_instances_but_not_the_sender()
         got_a["text"], "from b",
         "{got_a}: a sender never gets its own broadcast"
     );
-    wait_metric(a, "rt_backplane_received_total", 7).await;
+
+    // WebSocket chat: a line from A's participant reaches B's.
+    let mut chat_b = ws(b, "/ws/chat").await;
+    assert_eq!(ws_json(&mut chat_b).await["type"], "welcome");
+    let mut chat_a = ws(a, "/ws/chat").await;
+    assert_eq!(ws_json(&mut chat_a).await["type"], "welcome");
+    ws_send(&mut chat_a, json!({"type": "chat", "text": "across"})).await;
+    let line = loop {
+        let msg = ws_json(&mut chat_b).await;
+        if msg["type"] == "chat" {
+            break msg;
+        }
+        assert_eq!(msg["type"], "join", "{msg}");
+    };
+    assert_eq!(line["text"], "across");
 }
 
 #[tokio::test]
