@@ -49,7 +49,7 @@ fn out_of_range_flags_are_refused_by_name() {
         (&["--ping-secs=-1"][..], "--ping-secs"),
         (&["--listen", "not-an-address"][..], "--listen"),
         (&["--token", ""][..], "--token"),
-        (&["--redis-url", "http://127.0.0.1:6379"][..], "--redis-url"),
+        (&["--redis-url", "http://redis.invalid"][..], "--redis-url"),
         (&["--header-timeout-secs", "0"][..], "--header-timeout-secs"),
         (&["--write-stall-secs", "0"][..], "--write-stall-secs"),
     ] {
