@@ -79,6 +79,7 @@ pub struct Backplane {
     /// The publishing connection, opened on first use and dropped on error.
     publisher: Mutex<Option<MultiplexedConnection>>,
     script: Script,
+    reseed: Script,
     /// Readers started, and those connected now: up when all are.
     readers: AtomicU64,
     readers_up: AtomicU64,
@@ -233,6 +234,7 @@ impl Backplane {
             client,
             publisher: Mutex::new(None),
             script: Script::new(PUBLISH),
+            reseed: Script::new(RESEED),
             readers: AtomicU64::new(0),
             readers_up: AtomicU64::new(0),
             published: AtomicU64::new(0),
@@ -486,7 +488,8 @@ impl Backplane {
                     }
                 }
                 let known = last.unwrap_or(0);
-                let _: u64 = Script::new(RESEED)
+                let _: u64 = self
+                    .reseed
                     .key(format!("rt:{name}:seq"))
                     .arg(known)
                     .invoke_async(&mut conn)

@@ -316,7 +316,7 @@ fn the_bundled_target_killed_mid_run_is_started_again_and_the_verdict_says_so() 
     let run_dir = dir.join("run");
     // Connections start 3 s from now (the bundled server is up by then); 3 s into the run,
     // well inside its measured phase, the server gets SIGKILL.
-    let start = wire::now_unix_us() / 1_000_000 + 3;
+    let start = support::start_in(3);
     let child = Command::new(support::loadgen_exe())
         .args(["run", text(&file), "--quiet", "--out", text(&run_dir)])
         .args(["--start-at", &start.to_string()])
@@ -326,9 +326,7 @@ fn the_bundled_target_killed_mid_run_is_started_again_and_the_verdict_says_so() 
         .expect("start loadgen");
     wait_for("the bundled server", || !children_of(child.id()).is_empty());
     let servers = children_of(child.id());
-    let kill_at = Duration::from_secs(start + 3);
-    let now = Duration::from_micros(wire::now_unix_us());
-    std::thread::sleep(kill_at.saturating_sub(now));
+    support::sleep_until(start, 3000);
     for pid in &servers {
         let killed = Command::new("kill")
             .args(["-KILL", &pid.to_string()])

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use testkit::faultnet::FaultNet;
 
-use crate::support::{self, Target, counter, loadgen_exe, summary_of};
+use crate::support::{self, Target, counter, loadgen_exe, sleep_until, start_in, summary_of};
 
 /// The target on the server host of a fault network, and where runs write.
 struct Bench {
@@ -103,20 +103,6 @@ fn verdict(dir: &Path, field: &str) -> String {
                 .join("\n")
         })
         .unwrap_or_default()
-}
-
-/// Seconds from now to a schedule's start, as `--start-at` takes it.
-fn start_in(seconds: u64) -> u64 {
-    wire::now_unix_us() / 1_000_000 + seconds
-}
-
-/// Sleeps until `ms` milliseconds past the Unix second `start`: the fault schedule.
-fn sleep_until(start: u64, ms: u64) {
-    let at_us = start * 1_000_000 + ms * 1000;
-    let now = wire::now_unix_us();
-    if at_us > now {
-        std::thread::sleep(Duration::from_micros(at_us - now));
-    }
 }
 
 /// WebSocket echo sockets measuring the round trip (appended to [`sse_feed`]).

@@ -60,7 +60,7 @@ fn run_three_shards(dir: &Path, target: &Target, command: impl Fn(u32) -> Comman
     let file = dir.join("sharded.toml");
     std::fs::write(&file, SCENARIO).expect("write scenario");
     // Every shard starts its connect phase at the same instant, 3 s from now.
-    let start_at = (wire::now_unix_us() / 1_000_000 + 3).to_string();
+    let start_at = support::start_in(3).to_string();
     let shard_dirs: Vec<PathBuf> = (0..3).map(|i| dir.join(format!("shard{i}"))).collect();
     let children: Vec<_> = (0..3u32)
         .map(|i| {

@@ -304,3 +304,18 @@ pub(crate) fn summary_of(dir: &Path, metric: &str) -> Vec<u64> {
         .map(|&i| f[i].parse().expect("integer"))
         .collect()
 }
+
+/// The Unix second `seconds` from now: a start shared by `--start-at` runs and a test's
+/// schedule of faults.
+pub(crate) fn start_in(seconds: u64) -> u64 {
+    wire::now_unix_us() / 1_000_000 + seconds
+}
+
+/// Sleeps until `ms` milliseconds past the Unix second `start`: the fault schedule.
+pub(crate) fn sleep_until(start: u64, ms: u64) {
+    let at_us = start * 1_000_000 + ms * 1000;
+    let now = wire::now_unix_us();
+    if at_us > now {
+        std::thread::sleep(Duration::from_micros(at_us - now));
+    }
+}
