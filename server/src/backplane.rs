@@ -72,6 +72,17 @@ pub enum BackplaneError {
     Redis(#[from] redis::RedisError),
 }
 
+/// Checks that `url` is a Redis URL the backplane accepts (`redis://HOST:PORT[/DB]`),
+/// without connecting.
+///
+/// # Errors
+/// [`BackplaneError::Url`] naming what is wrong.
+pub fn check_url(url: &str) -> Result<(), BackplaneError> {
+    Client::open(url)
+        .map(drop)
+        .map_err(|e| BackplaneError::Url(e.to_string()))
+}
+
 /// One instance's link to Redis.
 #[derive(Debug)]
 pub struct Backplane {

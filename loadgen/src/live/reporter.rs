@@ -106,8 +106,9 @@ pub(crate) struct ReporterArgs {
     pub(crate) shards: Shards,
     pub(crate) run_dir: PathBuf,
     pub(crate) t0: Instant,
-    /// The bundled server's pid, kept current by the supervisor.
-    pub(crate) server_pid: Option<SharedPid>,
+    /// The bundled server's instances' pids, kept current by their supervisors (empty for a
+    /// remote target).
+    pub(crate) server_pids: Vec<SharedPid>,
     /// Scrapes the target.
     pub(crate) probe: Probe,
     pub(crate) remote: bool,
@@ -129,7 +130,7 @@ async fn reporter(mut a: ReporterArgs, mut stop: watch::Receiver<bool>) -> Gathe
     let (mut last_received, mut last_errors) = (0u64, 0u64);
     let mut last_tick = a.t0;
     let mut watch = TargetWatch {
-        server_pid: a.server_pid,
+        server_pids: a.server_pids,
         remote: a.remote.then(|| a.probe.clone()),
         down_since: None,
         refused_in_a_row: 0,
@@ -293,8 +294,8 @@ fn refused(from_s: f64, to_s: f64) -> Outage {
 }
 
 struct TargetWatch {
-    /// The bundled server's pid (0 while it is down).
-    server_pid: Option<SharedPid>,
+    /// The bundled server's instances' pids (0 while one is down); empty for a remote target.
+    server_pids: Vec<SharedPid>,
     /// A remote target (memory from its `/metrics`).
     remote: Option<Probe>,
     /// Since when (s into the run) the remote target refuses connections.
@@ -308,15 +309,21 @@ struct TargetWatch {
 }
 
 impl TargetWatch {
-    /// The target's RSS now (`t_s` seconds into the run), if known; records an outage of a
-    /// remote target, and its death (refusing for [`DOWN_LIMIT`] checks in a row) unless the
-    /// run is `stopping`. The bundled server's deaths are the supervisor's to record.
+    /// The target's RSS now (`t_s` seconds into the run; the bundled server's: summed over
+    /// its instances), if known; records an outage of a remote target, and its death
+    /// (refusing for [`DOWN_LIMIT`] checks in a row) unless the run is `stopping`. The
+    /// bundled server's deaths are the supervisors' to record.
     async fn sample(&mut self, stopping: bool, t_s: f64) -> Option<u64> {
-        if let Some(pid) = &self.server_pid {
-            // Down while the supervisor starts it again (which reports the death itself).
-            return supervise::current(pid)
-                .and_then(|pid| self.sampler.sample(Some(pid)))
-                .map(|s| s.rss_bytes);
+        if !self.server_pids.is_empty() {
+            // An instance is left out while its supervisor starts it again (which reports
+            // the death itself).
+            return self
+                .server_pids
+                .iter()
+                .filter_map(supervise::current)
+                .filter_map(|pid| self.sampler.sample(Some(pid)))
+                .map(|s| s.rss_bytes)
+                .reduce(|a, b| a + b);
         }
         let probe = self.remote.as_ref()?;
         if probe.accepts().await {

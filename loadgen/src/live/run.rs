@@ -17,6 +17,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::live::client::publisher::SeqPlan;
 use crate::live::client::{self, Ctx, GroupRun, RunCtx, Signals};
+use crate::live::deployment::{self, Deployment};
 use crate::live::host::{self, FdLimitError};
 use crate::live::raw_samples::{RawSamplesOptions, RawWriter};
 use crate::live::reporter::{self, gauge_u64};
@@ -192,18 +193,18 @@ async fn run_in(opts: RunOptions, run_dir: PathBuf) -> Result<Report, RunError> 
     let raw_writer = open_raw_samples(&opts)?;
     let connector = Connector::new(&opts.tls)?;
     let target_url = opts.target.clone().or_else(|| opts.scenario.target.clone());
-    let target = start_target(&opts, target_url.as_ref(), connector.clone()).await?;
-    let probe = target.probe().clone();
-    let endpoints = Endpoints::resolve(&opts.scenario, Arc::clone(probe.endpoint()), &opts.resolve)
+    let deployment = start_target(&opts, target_url.as_ref(), &connector).await?;
+    let probe = deployment.probe().clone();
+    let probes = deployment.probes();
+    let endpoints = Endpoints::resolve(&opts.scenario, deployment.endpoints(), &opts.resolve)
         .await
         .map_err(TargetError::from)?;
     let facts = RunFacts {
         scenario_file: opts.scenario_file.clone(),
         command_line: opts.command_line.clone(),
-        target: target_url.as_ref().map_or_else(
-            || format!("bundled ({})", probe.endpoint().url),
-            ToString::to_string,
-        ),
+        target: target_url
+            .as_ref()
+            .map_or_else(|| deployment.describe_bundled(), ToString::to_string),
         seed: opts.seed,
         tls: opts.tls.clone(),
     };
@@ -217,10 +218,23 @@ async fn run_in(opts: RunOptions, run_dir: PathBuf) -> Result<Report, RunError> 
     }
     let started_unix_us = wire::now_unix_us();
     let t0 = Instant::now();
-    let server_before = probe.scrape().await;
-    let server_pid: Option<SharedPid> = target.pid().map(|p| Arc::new(AtomicU32::new(p)));
+    let instances_before = deployment::scrape_each(&probes).await;
+    let server_before = deployment::sum_series(&instances_before);
+    let shared_pid = |pid: Option<u32>| -> SharedPid { Arc::new(AtomicU32::new(pid.unwrap_or(0))) };
+    let instance_pids: Vec<SharedPid> = deployment
+        .instances
+        .iter()
+        .map(|t| shared_pid(t.pid()))
+        .collect();
+    // A remote target's memory comes from its `/metrics`, not from pids.
+    let server_pids = if target_url.is_some() {
+        Vec::new()
+    } else {
+        instance_pids.clone()
+    };
+    let redis_pid = deployment.redis.as_ref().map(|r| shared_pid(r.pid()));
     let server_rss = ServerRss {
-        pid: server_pid.clone(),
+        pids: server_pids.clone(),
         remote: target_url.is_some().then(|| probe.clone()),
     };
     let mut memory = Memory {
@@ -252,20 +266,37 @@ async fn run_in(opts: RunOptions, run_dir: PathBuf) -> Result<Report, RunError> 
         shards: shards.clone(),
         run_dir: run_dir.clone(),
         t0,
-        server_pid: server_pid.clone(),
+        server_pids,
         probe: probe.clone(),
         remote: target_url.is_some(),
         progress: opts.progress,
         target_failed: Arc::clone(&target_failed),
     })
     .map_err(|e| TargetError::Start(format!("cannot start the reporter thread: {e}")))?;
-    // The bundled server is started again if it dies mid-run.
-    let supervisor = Supervisor::start(
-        target,
-        t0,
-        server_pid.unwrap_or_default(),
-        Arc::clone(&target_failed),
-    );
+    // The bundled server's instances and its Redis are started again if they die mid-run.
+    let Deployment {
+        instances, redis, ..
+    } = deployment;
+    let count = instances.len();
+    let supervisors: Vec<Supervisor<Target>> = instances
+        .into_iter()
+        .zip(&instance_pids)
+        .enumerate()
+        .map(|(i, (target, pid))| {
+            let name = deployment::instance_name(i, count);
+            Supervisor::start(
+                target,
+                name,
+                t0,
+                Arc::clone(pid),
+                Arc::clone(&target_failed),
+            )
+        })
+        .collect();
+    let redis_supervisor = redis.zip(redis_pid.clone()).map(|(redis, pid)| {
+        let name = "the spawned redis-server".to_owned();
+        Supervisor::start(redis, name, t0, pid, Arc::clone(&target_failed))
+    });
 
     let mut cpu = Cpu {
         cores,
@@ -276,6 +307,7 @@ async fn run_in(opts: RunOptions, run_dir: PathBuf) -> Result<Report, RunError> 
         signals: &signals,
         scenario: &opts.scenario,
         server_rss,
+        redis_pid,
         connect_deadline: t0 + last_arrival + client::CONNECT_TIMEOUT,
     };
     let mut measured = None;
@@ -287,10 +319,19 @@ async fn run_in(opts: RunOptions, run_dir: PathBuf) -> Result<Report, RunError> 
     };
     stop_load(&signals, &mut tasks).await;
     let gathered = reporter.finish().await;
-    let server_after = probe.scrape().await;
+    let instances_after = deployment::scrape_each(&probes).await;
+    let server_after = deployment::sum_series(&instances_after);
     let mut target_outages = gathered.outages;
-    if let Ok((target, outages)) = supervisor.finish().await {
-        target.stop().await;
+    for supervisor in supervisors {
+        if let Ok((target, outages)) = supervisor.finish().await {
+            target.stop().await;
+            target_outages.extend(outages);
+        }
+    }
+    if let Some(supervisor) = redis_supervisor
+        && let Ok((redis, outages)) = supervisor.finish().await
+    {
+        redis.stop().await;
         target_outages.extend(outages);
     }
     target_outages.sort_by(|a, b| a.from_s.total_cmp(&b.from_s));
@@ -346,6 +387,7 @@ async fn run_in(opts: RunOptions, run_dir: PathBuf) -> Result<Report, RunError> 
             .clone(),
         shard,
         target_outages,
+        instances: deployment::shares(&probes, &instances_before, &instances_after),
     };
     let written = output::write_all(&report, &facts)
         .map_err(|e| (run_dir.clone(), e.to_string()))
@@ -447,12 +489,12 @@ fn open_raw_samples(opts: &RunOptions) -> Result<Option<RawWriter>, RunError> {
 }
 
 /// Resolves a remote target and keeps its addresses that accept TCP (none: unreachable),
-/// or starts the bundled server.
+/// or starts the bundled server (its instances and their Redis).
 async fn start_target(
     opts: &RunOptions,
     url: Option<&TargetUrl>,
-    connector: Connector,
-) -> Result<Target, RunError> {
+    connector: &Connector,
+) -> Result<Deployment, RunError> {
     if let Some(url) = url {
         let endpoint = transport::resolve::resolve(url, &opts.resolve)
             .await
@@ -461,12 +503,19 @@ async fn start_target(
         if let Some((addr, reason)) = refused {
             return Err(TargetError::Unreachable { addr, reason }.into());
         }
-        return Ok(Target::remote(Arc::new(endpoint), connector));
+        let server = &opts.scenario.server;
+        if server.instance_count() > 1 || server.redis.is_some() {
+            tracing::warn!(
+                "[server] instances and redis are ignored: the target is {url}, not the bundled server"
+            );
+        }
+        let target = Target::remote(Arc::new(endpoint), connector.clone());
+        return Ok(Deployment::remote(target));
     }
     let exe = opts.server_exe.clone().ok_or_else(|| {
         TargetError::Start("no executable to start the bundled server with".to_owned())
     })?;
-    Ok(Target::spawn(&exe, &opts.scenario.server.to_args(), connector).await?)
+    Ok(Deployment::bundled(&exe, &opts.scenario.server, connector).await?)
 }
 
 /// Spawns every connection at its arrival time and every publisher; returns the tasks and
@@ -532,35 +581,39 @@ fn spawn_load(
     (tasks, last_arrival)
 }
 
-/// Where the target's RSS comes from: the bundled server's pid, or a remote target's
-/// `/metrics` (`process_resident_memory_bytes`).
+/// Where the target's RSS comes from: the bundled server's instances' pids (summed), or a
+/// remote target's `/metrics` (`process_resident_memory_bytes`).
 #[derive(Debug, Clone)]
 struct ServerRss {
-    /// The bundled server's pid (0 while it is down).
-    pid: Option<SharedPid>,
+    /// The bundled server's instances' pids (0 while one is down); empty for a remote target.
+    pids: Vec<SharedPid>,
     remote: Option<Probe>,
 }
 
 impl ServerRss {
-    /// The bundled server's pid now, if it runs.
-    fn current_pid(&self) -> Option<u32> {
-        self.pid.as_ref().and_then(supervise::current)
+    /// The pids of the bundled server's instances that run now.
+    fn current_pids(&self) -> Vec<u32> {
+        self.pids.iter().filter_map(supervise::current).collect()
     }
 
-    /// RSS now (bundled) or from a scrape already taken (remote).
+    /// RSS now (bundled: the sum over the instances that run) or from a scrape already taken
+    /// (remote).
     fn given_scrape(&self, scraped: &std::collections::BTreeMap<String, f64>) -> Option<u64> {
-        match &self.pid {
-            Some(pid) => supervise::current(pid).and_then(|pid| process::rss_bytes(Some(pid))),
-            None => scraped
+        if self.pids.is_empty() {
+            return scraped
                 .get("process_resident_memory_bytes")
-                .and_then(|v| gauge_u64(*v)),
+                .and_then(|v| gauge_u64(*v));
         }
+        self.current_pids()
+            .into_iter()
+            .filter_map(|pid| process::rss_bytes(Some(pid)))
+            .reduce(|a, b| a + b)
     }
 
     /// RSS now; a remote target is scraped off the I/O runtime.
     async fn now(&self) -> Option<u64> {
-        match (&self.pid, &self.remote) {
-            (None, Some(probe)) => {
+        match (self.pids.is_empty(), &self.remote) {
+            (true, Some(probe)) => {
                 let probe = probe.clone();
                 let scraped = reporter::off_runtime(async move { probe.scrape().await })
                     .await
@@ -578,6 +631,8 @@ struct Phases<'a> {
     signals: &'a Signals,
     scenario: &'a Scenario,
     server_rss: ServerRss,
+    /// The spawned Redis's pid (0 while it is down).
+    redis_pid: Option<SharedPid>,
     connect_deadline: Instant,
 }
 
@@ -601,28 +656,35 @@ impl Phases<'_> {
         *measured = Some((from, until));
         let _ = self.signals.start_sending.send(true);
         sleep_until(from).await;
-        let pid_at_start = self.server_rss.current_pid();
-        let start = sample_processes(pid_at_start).await;
+        let redis_pid = || self.redis_pid.as_ref().and_then(supervise::current);
+        let pids_at_start = (self.server_rss.current_pids(), redis_pid());
+        let start = sample_processes(pids_at_start.clone()).await;
         let started = Instant::now();
         sleep_until(until).await;
-        let pid_at_end = self.server_rss.current_pid();
-        let end = sample_processes(pid_at_end).await;
+        let pids_at_end = (self.server_rss.current_pids(), redis_pid());
+        let end = sample_processes(pids_at_end.clone()).await;
         let wall = started.elapsed().as_secs_f64();
         let pct = |a: Option<ProcessSample>, b: Option<ProcessSample>| {
             Some((b?.cpu_time.saturating_sub(a?.cpu_time)).as_secs_f64() / wall * 100.0)
         };
-        cpu.loadgen_percent = pct(start.0, end.0);
-        // A server started again mid-phase has no CPU time of the whole phase.
-        cpu.server_percent = if pid_at_start == pid_at_end {
-            pct(start.1, end.1)
+        cpu.loadgen_percent = pct(start.client, end.client);
+        // A process started again mid-phase has no CPU time of the whole phase.
+        cpu.server_percent = if pids_at_start.0 == pids_at_end.0 {
+            pct(start.server, end.server)
         } else {
             None
         };
-        memory.client_plateau = end.0.map(|s| s.rss_bytes);
-        memory.server_plateau = match end.1 {
+        cpu.redis_percent = if pids_at_start.1 == pids_at_end.1 {
+            pct(start.redis, end.redis)
+        } else {
+            None
+        };
+        memory.client_plateau = end.client.map(|s| s.rss_bytes);
+        memory.server_plateau = match end.server {
             Some(server) => Some(server.rss_bytes),
             None => self.server_rss.now().await,
         };
+        memory.redis_plateau = end.redis.map(|s| s.rss_bytes);
         memory.connections = self.ctx.open.load(Ordering::Relaxed);
         let _ = self.signals.stop_sending.send(true);
         self.drain().await;
@@ -656,18 +718,34 @@ impl Phases<'_> {
     }
 }
 
-/// Memory and CPU time of loadgen and of the bundled server (`server_pid`), sampled on a
-/// blocking-pool thread: at the edges of the measured phase a worker must not stop reading
-/// for the few hundred µs sysinfo takes.
-async fn sample_processes(
-    server_pid: Option<u32>,
-) -> (Option<ProcessSample>, Option<ProcessSample>) {
+/// Memory and CPU time of loadgen, of the bundled server's instances and of the spawned
+/// Redis at one moment.
+#[derive(Debug, Default)]
+struct Sampled {
+    client: Option<ProcessSample>,
+    /// Summed over the instances.
+    server: Option<ProcessSample>,
+    redis: Option<ProcessSample>,
+}
+
+/// [`Sampled`] for the instances' pids and the Redis pid, sampled on a blocking-pool thread:
+/// at the edges of the measured phase a worker must not stop reading for the few hundred µs
+/// sysinfo takes.
+async fn sample_processes((server_pids, redis_pid): (Vec<u32>, Option<u32>)) -> Sampled {
     tokio::task::spawn_blocking(move || {
         let mut sampler = ProcessSampler::default();
-        (
-            sampler.sample(None),
-            server_pid.and_then(|p| sampler.sample(Some(p))),
-        )
+        let server = server_pids
+            .into_iter()
+            .filter_map(|p| sampler.sample(Some(p)))
+            .reduce(|a, b| ProcessSample {
+                rss_bytes: a.rss_bytes + b.rss_bytes,
+                cpu_time: a.cpu_time + b.cpu_time,
+            });
+        Sampled {
+            client: sampler.sample(None),
+            server,
+            redis: redis_pid.and_then(|p| sampler.sample(Some(p))),
+        }
     })
     .await
     .unwrap_or_default()

@@ -119,7 +119,8 @@ impl Target {
         self.wait_healthy().await
     }
 
-    /// Polls `/healthz` until it answers 200.
+    /// Polls `/healthz` until it answers 200 and is not `degraded` (an instance over Redis
+    /// whose backplane is not connected yet would miss broadcasts).
     ///
     /// # Errors
     /// [`TargetError::Unreachable`] after the start deadline.
@@ -128,6 +129,10 @@ impl Target {
         let mut last = String::new();
         while started.elapsed() < START_DEADLINE {
             match self.probe.get("/healthz").await {
+                Ok((200, body)) if body.starts_with(b"degraded") => {
+                    last =
+                        "/healthz says degraded: its Redis backplane is not connected".to_owned();
+                }
                 Ok((200, _)) => return Ok(()),
                 Ok((status, _)) => last = format!("/healthz answered {status}"),
                 Err(e) => last = e,

@@ -274,6 +274,7 @@ pub fn counters_csv(report: &Report) -> String {
             "server_rss_slope_bytes_per_min",
             opt(m.server_slope_per_min.map(|v| format!("{v:.0}"))),
         ),
+        ("redis_rss_plateau_bytes", opt(m.redis_plateau)),
     ];
     rows.extend(memory.map(|(name, value)| CounterOut::new(name, value, "memory")));
     let c = &report.cpu;
@@ -285,6 +286,10 @@ pub fn counters_csv(report: &Report) -> String {
         (
             "server_cpu_percent",
             opt(c.server_percent.map(|v| format!("{v:.1}"))),
+        ),
+        (
+            "redis_cpu_percent",
+            opt(c.redis_percent.map(|v| format!("{v:.1}"))),
         ),
         ("cores", c.cores.to_string()),
         (
@@ -303,6 +308,29 @@ pub fn counters_csv(report: &Report) -> String {
         format!("{:.1}", report.measured_messages_per_s()),
         "throughput",
     ));
+    // Several instances: each one's share, numbered from 1 as in the console table.
+    let shares: Vec<(String, String)> = report
+        .instances
+        .iter()
+        .enumerate()
+        .flat_map(|(i, share)| {
+            [
+                (
+                    format!("instance_{}_connections_accepted", i + 1),
+                    share.connections_accepted.to_string(),
+                ),
+                (
+                    format!("instance_{}_messages_sent", i + 1),
+                    share.messages_sent.to_string(),
+                ),
+            ]
+        })
+        .collect();
+    rows.extend(
+        shares
+            .iter()
+            .map(|(name, value)| CounterOut::new(name, value.clone(), "server")),
+    );
     // Server series keep their exact names (labels, commas, quotes): the CSV writer quotes.
     for (series, after) in &report.server_after {
         if !series.starts_with("rt_") {

@@ -68,6 +68,9 @@ pub struct Memory {
     pub client_slope_per_min: Option<f64>,
     /// The same for the target's RSS.
     pub server_slope_per_min: Option<f64>,
+    /// RSS of the `redis-server` loadgen spawned for the bundled instances, at the end of the
+    /// measured phase.
+    pub redis_plateau: Option<u64>,
 }
 
 /// Least-squares slope of `pick(row)` against `row.t_s` over the rows with `t_s` in
@@ -121,8 +124,10 @@ impl Memory {
 pub struct Cpu {
     /// Loadgen's own CPU.
     pub loadgen_percent: Option<f64>,
-    /// The bundled server's CPU (unknown for a remote target).
+    /// The bundled server's CPU, summed over its instances (unknown for a remote target).
     pub server_percent: Option<f64>,
+    /// The spawned `redis-server`'s CPU over the measured phase.
+    pub redis_percent: Option<f64>,
     /// Cores available.
     pub cores: usize,
 }
@@ -138,7 +143,9 @@ impl Cpu {
     /// Loadgen and server together used at least 90% of the machine.
     #[must_use]
     pub fn machine_saturated(&self) -> bool {
-        let total = self.loadgen_percent.unwrap_or(0.0) + self.server_percent.unwrap_or(0.0);
+        let total = self.loadgen_percent.unwrap_or(0.0)
+            + self.server_percent.unwrap_or(0.0)
+            + self.redis_percent.unwrap_or(0.0);
         total >= 90.0 * self.cores as f64
     }
 }
@@ -203,6 +210,46 @@ pub struct Report {
     pub shard: Option<crate::results::shard_record::ShardRecord>,
     /// When the target was down mid-run (see warnings).
     pub target_outages: Vec<Outage>,
+    /// Each instance's share when the bundled server ran as several (`[server] instances`);
+    /// empty otherwise.
+    pub instances: Vec<InstanceShare>,
+}
+
+/// One instance of the bundled server run as several: how much of the load it carried
+/// (changes of its own `/metrics` counters over the run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceShare {
+    /// Its URL.
+    pub url: String,
+    /// `rt_connections_accepted_total`, every label summed.
+    pub connections_accepted: u64,
+    /// `rt_messages_sent_total`, every label summed.
+    pub messages_sent: u64,
+}
+
+impl InstanceShare {
+    /// The share of the instance at `url` from its scrapes before and after the run.
+    #[must_use]
+    pub fn from_scrapes(
+        url: String,
+        before: &BTreeMap<String, f64>,
+        after: &BTreeMap<String, f64>,
+    ) -> Self {
+        let delta = |name: &str| {
+            let sum = |m: &BTreeMap<String, f64>| -> f64 {
+                m.iter()
+                    .filter(|(k, _)| k.split('{').next() == Some(name))
+                    .map(|(_, v)| *v)
+                    .sum()
+            };
+            crate::live::reporter::gauge_u64(sum(after) - sum(before)).unwrap_or(0)
+        };
+        Self {
+            url,
+            connections_accepted: delta("rt_connections_accepted_total"),
+            messages_sent: delta("rt_messages_sent_total"),
+        }
+    }
 }
 
 /// `send_lag.p99` above this (µs) flags the run: loadgen sent late, so every latency measured
@@ -310,6 +357,16 @@ impl Report {
                 }
             ));
         }
+        let accepted: Vec<u64> = self
+            .instances
+            .iter()
+            .map(|i| i.connections_accepted)
+            .collect();
+        if accepted.len() > 1 && accepted.contains(&0) && accepted.iter().any(|&a| a > 0) {
+            out.push(format!(
+                "some instances accepted no connection (accepted per instance: {accepted:?}): the load did not reach every instance"
+            ));
+        }
         for o in &self.target_outages {
             out.push(format!(
                 "target down from t={:.2}s to t={:.2}s: {}",
@@ -408,6 +465,27 @@ impl Report {
             pct(self.cpu.server_percent),
             self.cpu.cores
         );
+        if !self.instances.is_empty() {
+            let list = |f: fn(&InstanceShare) -> u64| {
+                let v: Vec<String> = self.instances.iter().map(|i| f(i).to_string()).collect();
+                v.join(" / ")
+            };
+            let _ = writeln!(
+                out,
+                "instances: {} of the bundled server; connections accepted {}, messages sent {}",
+                self.instances.len(),
+                list(|i| i.connections_accepted),
+                list(|i| i.messages_sent)
+            );
+        }
+        if m.redis_plateau.is_some() || self.cpu.redis_percent.is_some() {
+            let _ = writeln!(
+                out,
+                "redis (spawned): {} at the end of the measured phase, cpu {} over it",
+                mib(m.redis_plateau),
+                pct(self.cpu.redis_percent)
+            );
+        }
         for warning in self.warnings() {
             let _ = writeln!(out, "WARNING: {warning}");
         }

@@ -438,6 +438,7 @@ mod tests {
             raw_samples: None,
             shard: None,
             target_outages: Vec::new(),
+            instances: Vec::new(),
         };
         crate::results::output::write_all(&report, &crate::results::output::RunFacts::default())
             .expect("written");

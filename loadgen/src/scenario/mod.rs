@@ -335,6 +335,24 @@ pub struct ServerSettings {
     pub retry: Option<Duration>,
     /// `--max-message-bytes`
     pub max_message_bytes: Option<u64>,
+    /// Instances of the bundled server started side by side (1..=[`MAX_INSTANCES`]; 0 is
+    /// read as 1); connections and publishers spread over them round-robin.
+    pub instances: u32,
+    /// The Redis backplane the instances share (`--redis-url`); `None`: each alone.
+    pub redis: Option<RedisSetting>,
+}
+
+/// Most bundled server instances a run starts.
+pub const MAX_INSTANCES: u32 = 16;
+
+/// Where the bundled instances' Redis backplane is (`[server] redis`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisSetting {
+    /// `"spawn"`: loadgen starts `redis-server` from `PATH` on a free loopback port, without
+    /// persistence, and stops it after the run.
+    Spawn,
+    /// A Redis someone else runs, `redis://HOST:PORT[/DB]` (never flushed by loadgen).
+    Url(String),
 }
 
 impl ServerSettings {
@@ -367,6 +385,28 @@ impl ServerSettings {
             self.max_message_bytes.map(|v| v.to_string()),
         );
         args
+    }
+
+    /// How many instances to start (at least one).
+    #[must_use]
+    pub fn instance_count(&self) -> u32 {
+        self.instances.max(1)
+    }
+
+    /// The deployment in words: `one instance`, `3 instances over a spawned redis-server`.
+    #[must_use]
+    pub fn deployment(&self) -> String {
+        let n = self.instance_count();
+        let instances = if n == 1 {
+            "one instance".to_owned()
+        } else {
+            format!("{n} instances")
+        };
+        match &self.redis {
+            None => instances,
+            Some(RedisSetting::Spawn) => format!("{instances} over a spawned redis-server"),
+            Some(RedisSetting::Url(url)) => format!("{instances} over Redis at {url}"),
+        }
     }
 }
 
@@ -845,7 +885,51 @@ fn validate_server(ctx: &Ctx<'_>, s: &raw::RawServer) -> Result<ServerSettings, 
         ping: dur(&s.ping, "server.ping")?,
         retry: dur(&s.retry, "server.retry")?,
         max_message_bytes: int(&s.max_message_bytes, "server.max_message_bytes", 1 << 30)?,
+        instances: s
+            .instances
+            .as_ref()
+            .map(|v| ctx.int_in(v, "server.instances", 1, i64::from(MAX_INSTANCES)))
+            .transpose()?
+            .map_or(1, |n| u32::try_from(n).unwrap_or(MAX_INSTANCES)),
+        redis: validate_redis(ctx, s)?,
     })
+}
+
+/// `[server] redis`: `"spawn"` or a Redis URL; required by more than one instance (they share
+/// broadcasts only through it).
+fn validate_redis(
+    ctx: &Ctx<'_>,
+    s: &raw::RawServer,
+) -> Result<Option<RedisSetting>, ScenarioError> {
+    let redis = match &s.redis {
+        None => None,
+        Some(v) if v.get_ref() == "spawn" => Some(RedisSetting::Spawn),
+        Some(v) => {
+            let url = v.get_ref();
+            if !url.starts_with("redis://") {
+                return Err(ctx.error(
+                    v.span(),
+                    "server.redis",
+                    format!("must be \"spawn\" or a redis://HOST:PORT URL, got {url:?}"),
+                ));
+            }
+            server::backplane::check_url(url)
+                .map_err(|e| ctx.error(v.span(), "server.redis", e.to_string()))?;
+            Some(RedisSetting::Url(url.clone()))
+        }
+    };
+    if let Some(n) = &s.instances
+        && *n.get_ref() > 1
+        && redis.is_none()
+    {
+        return Err(ctx.error(
+            n.span(),
+            "server.instances",
+            "more than one instance needs server.redis (\"spawn\" or redis://HOST:PORT): \
+             instances share broadcasts only through Redis",
+        ));
+    }
+    Ok(redis)
 }
 
 fn validate_publisher(
@@ -1419,7 +1503,7 @@ impl Scenario {
                 })
             })
             .collect();
-        serde_json::json!({
+        let mut key = serde_json::json!({
             "run": {
                 "settle_us": us(self.run.settle),
                 "warmup_us": us(self.run.warmup),
@@ -1428,7 +1512,12 @@ impl Scenario {
             "server": self.server.to_args(),
             "groups": groups,
             "publishers": publishers,
-        })
+        });
+        // Only when it is not one instance alone, so that older runs' keys still match.
+        if self.server.instance_count() > 1 || self.server.redis.is_some() {
+            key["deployment"] = Value::from(self.server.deployment());
+        }
+        key
     }
 
     /// A human-readable plan of what a run will do.
@@ -1437,7 +1526,12 @@ impl Scenario {
         let mut out = String::new();
         let _ = writeln!(out, "scenario {}: {}", self.name, self.description);
         let target = self.target.as_ref().map_or_else(
-            || "bundled server (started as a child process)".to_owned(),
+            || {
+                format!(
+                    "bundled server (started as a child process: {})",
+                    self.server.deployment()
+                )
+            },
             ToString::to_string,
         );
         let _ = writeln!(out, "target: {target}");

@@ -44,6 +44,8 @@ pub(super) struct RawServer {
     pub(super) ping: Option<Spanned<String>>,
     pub(super) retry: Option<Spanned<String>>,
     pub(super) max_message_bytes: Option<Spanned<i64>>,
+    pub(super) instances: Option<Spanned<i64>>,
+    pub(super) redis: Option<Spanned<String>>,
 }
 
 /// `[[clients]]`: one group of identical connections.

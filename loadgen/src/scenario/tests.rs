@@ -463,3 +463,57 @@ fn foreign_formats_targets_and_http2_parse_into_the_plan() {
     assert_eq!(s.clients[0].streams_per_connection, 100);
     assert_eq!(s.plan_key()["groups"][0]["http"]["version"], "auto");
 }
+
+#[test]
+fn a_cluster_of_instances_needs_redis_and_is_in_the_plan() {
+    let cluster = |server: &str| GOOD.replacen("[run]", &format!("[server]\n{server}\n\n[run]"), 1);
+    let s = parse_str(&cluster("instances = 3\nredis = \"spawn\"")).expect("valid");
+    assert_eq!(s.server.instance_count(), 3);
+    assert_eq!(s.server.redis, Some(RedisSetting::Spawn));
+    assert!(s.server.to_args().is_empty(), "not flags of one instance");
+    assert!(
+        s.plan().contains("3 instances over a spawned redis-server"),
+        "{}",
+        s.plan()
+    );
+    assert_eq!(
+        s.plan_key()["deployment"],
+        "3 instances over a spawned redis-server"
+    );
+    let single = parse_str(GOOD).expect("valid");
+    assert_eq!(single.server.instance_count(), 1);
+    assert!(
+        single.plan_key().get("deployment").is_none(),
+        "one instance alone keeps older runs' keys"
+    );
+    let given =
+        parse_str(&cluster("instances = 2\nredis = \"redis://10.0.0.5:6379\"")).expect("valid");
+    assert_eq!(
+        given.server.redis,
+        Some(RedisSetting::Url("redis://10.0.0.5:6379".to_owned()))
+    );
+    let one_over_redis = parse_str(&cluster("redis = \"spawn\"")).expect("valid");
+    assert_eq!(one_over_redis.server.instance_count(), 1);
+
+    for (server, field, words) in [
+        ("instances = 3", "server.instances", "needs server.redis"),
+        ("instances = 0", "server.instances", "from 1 to 16"),
+        ("instances = 17", "server.instances", "from 1 to 16"),
+        (
+            "redis = \"mysql://x:1\"",
+            "server.redis",
+            "\"spawn\" or a redis://",
+        ),
+        ("redis = \"redis://a:notaport\"", "server.redis", "redis"),
+    ] {
+        match parse_str(&cluster(server)) {
+            Err(ScenarioError::Invalid {
+                field: f, message, ..
+            }) => {
+                assert_eq!(f, field, "{server}: {message}");
+                assert!(message.contains(words), "{server}: {message}");
+            }
+            other => panic!("{server}: expected an error, got {other:?}"),
+        }
+    }
+}

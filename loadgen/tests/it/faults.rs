@@ -4,13 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use crate::support::{self, Target, loadgen};
-
-fn text(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
+use crate::support::{self, Target, children_of, loadgen, text, wait_for};
 
 /// A port nothing listens on.
 fn closed_port() -> u16 {
@@ -96,15 +91,6 @@ fn a_full_disk_is_refused_before_connecting() {
     let stderr = refused_out(&run_dir);
     assert!(stderr.contains("bytes free on its file system"), "{stderr}");
     assert!(!run_dir.exists(), "no empty run directory is left behind");
-}
-
-/// Waits (at most 30 s) until `ready` holds.
-fn wait_for(what: &str, ready: impl Fn() -> bool) {
-    let until = Instant::now() + Duration::from_secs(30);
-    while !ready() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// `loadgen run counter.toml` with 3 connections to `target` for `duration` into `out`,
@@ -244,21 +230,6 @@ latency = "rtt"
     assert_eq!(echo_closes(&target, "client"), SOCKETS);
     assert_eq!(echo_closes(&target, "vanished"), 0.0);
     assert_eq!(echo_closes(&target, "error"), 0.0);
-}
-
-/// The children of process `pid` (every thread's), from `/proc`.
-fn children_of(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
-        .flat_map(|s| {
-            s.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .collect()
 }
 
 /// SSE and reconnecting WebSocket subscribers of two publishers, on the bundled target.

@@ -2,6 +2,7 @@
 //! process, and small fake servers that misbehave on purpose.
 
 mod cli;
+mod cluster;
 mod correctness;
 mod deploy;
 mod faults;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use testkit::faultnet::FaultNet;
 
-use crate::support::{self, Target, counter, loadgen_exe, sleep_until, start_in, summary_of};
+use crate::support::{self, Target, counter, loadgen_exe, sleep_until, start_in, summary_of, text};
 
 /// The target on the server host of a fault network, and where runs write.
 struct Bench {
@@ -74,10 +74,6 @@ impl Bench {
         let (child, out) = self.spawn(name, scenario, None);
         (child.wait_with_output().expect("loadgen ran"), out)
     }
-}
-
-fn text(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 fn explain(out: &Output) -> String {

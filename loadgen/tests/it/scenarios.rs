@@ -10,7 +10,7 @@ use loadgen::scenario::Protocol;
 
 use crate::support;
 
-const SHIPPED: [&str; 13] = [
+const SHIPPED: [&str; 14] = [
     "fanout",
     "counter",
     "chat-sse",
@@ -24,6 +24,7 @@ const SHIPPED: [&str; 13] = [
     "mixed",
     "soak-10k",
     "soak-19k",
+    "cluster",
 ];
 
 fn path_of(name: &str) -> PathBuf {
@@ -188,6 +189,7 @@ small_runs! {
     mixed_runs_small => "mixed",
     soak_10k_runs_small => "soak-10k",
     soak_19k_runs_small => "soak-19k",
+    cluster_runs_small => "cluster",
 }
 
 /// The "Testing your own server" examples: each validates (with the variables it needs set)

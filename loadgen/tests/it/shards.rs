@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::support::{self, Target, loadgen_exe};
+use crate::support::{self, Target, loadgen_exe, text};
 use support::{counter, loadgen as run};
 
 /// A publisher split over the shards, its SSE subscribers, and a WebSocket chat whose peers
@@ -49,10 +49,6 @@ message = '{"type":"chat","text":"hi"}'
 types = ["chat"]
 expect = "peers"
 "#;
-
-fn text(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 /// Runs `SCENARIO` as three shards (shard `i` started by `command(i)`, all at one instant)
 /// against `target`, each with raw samples; returns the shards' run directories.

@@ -319,3 +319,35 @@ pub(crate) fn sleep_until(start: u64, ms: u64) {
         std::thread::sleep(Duration::from_micros(at_us - now));
     }
 }
+
+/// A path as `&str` (test paths are UTF-8).
+pub(crate) fn text(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Waits (at most 30 s, polling every 50 ms) until `ready` holds.
+pub(crate) fn wait_for(what: &str, ready: impl Fn() -> bool) {
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The children of process `pid` (every thread's), from `/proc`.
+pub(crate) fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
+        .flat_map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}

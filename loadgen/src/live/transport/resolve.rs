@@ -133,23 +133,32 @@ pub(crate) async fn keep_reachable(mut endpoint: Endpoint) -> (Endpoint, Option<
 /// Every endpoint of a run: the run's target, each group's and each publisher's.
 #[derive(Debug)]
 pub(crate) struct Endpoints {
-    run: Arc<Endpoint>,
+    /// The run's target: one server, or every instance of the bundled one (never empty).
+    run: Vec<Arc<Endpoint>>,
     groups: Vec<Vec<Arc<Endpoint>>>,
     publishers: Vec<Arc<Endpoint>>,
 }
 
 impl Endpoints {
-    /// Resolves every distinct URL of `scenario` once; `run` is the run's target.
+    /// Resolves every distinct URL of `scenario` once; `run` is the run's target (one, or
+    /// the bundled server's instances, which groups and publishers without targets of their
+    /// own spread over round-robin).
     ///
     /// # Errors
     /// The first name that does not resolve.
+    ///
+    /// # Panics
+    /// When `run` is empty.
     pub(crate) async fn resolve(
         scenario: &Scenario,
-        run: Arc<Endpoint>,
+        run: Vec<Arc<Endpoint>>,
         pins: &[ResolvePin],
     ) -> Result<Self, ResolveError> {
+        assert!(!run.is_empty(), "a run has a target");
         let mut known: BTreeMap<TargetUrl, Arc<Endpoint>> = BTreeMap::new();
-        known.insert(run.url.clone(), Arc::clone(&run));
+        for e in &run {
+            known.insert(e.url.clone(), Arc::clone(e));
+        }
         let mut lookup = async |url: &TargetUrl| -> Result<Arc<Endpoint>, ResolveError> {
             if let Some(e) = known.get(url) {
                 return Ok(Arc::clone(e));
@@ -169,10 +178,10 @@ impl Endpoints {
             groups.push(list);
         }
         let mut publishers = Vec::new();
-        for p in &scenario.publishers {
+        for (i, p) in scenario.publishers.iter().enumerate() {
             publishers.push(match &p.target {
                 Some(url) => lookup(url).await?,
-                None => Arc::clone(&run),
+                None => Arc::clone(&run[i % run.len()]),
             });
         }
         Ok(Self {
@@ -182,23 +191,22 @@ impl Endpoints {
         })
     }
 
-    /// Where connection `group_conn` of group `group` goes: its targets round-robin, then
-    /// each target's addresses round-robin.
+    /// Where connection `group_conn` of group `group` goes: its targets (else the run's)
+    /// round-robin, then each target's addresses round-robin.
     pub(crate) fn for_group(&self, group: usize, group_conn: u64) -> (Arc<Endpoint>, SocketAddr) {
-        let list = self.groups.get(group).filter(|l| !l.is_empty());
-        match list {
-            None => (Arc::clone(&self.run), self.run.addr_for(group_conn)),
-            Some(list) => {
-                let n = list.len() as u64;
-                let e = &list[usize::try_from(group_conn % n).unwrap_or(0)];
-                (Arc::clone(e), e.addr_for(group_conn / n))
-            }
-        }
+        let list = self
+            .groups
+            .get(group)
+            .filter(|l| !l.is_empty())
+            .unwrap_or(&self.run);
+        let n = list.len() as u64;
+        let e = &list[usize::try_from(group_conn % n).unwrap_or(0)];
+        (Arc::clone(e), e.addr_for(group_conn / n))
     }
 
     /// Where publisher `i` goes.
     pub(crate) fn for_publisher(&self, i: usize) -> (Arc<Endpoint>, SocketAddr) {
-        let e = self.publishers.get(i).unwrap_or(&self.run);
+        let e = self.publishers.get(i).unwrap_or(&self.run[0]);
         (Arc::clone(e), e.addr_for(i as u64))
     }
 }
@@ -245,7 +253,7 @@ mod tests {
         let b = Arc::new(Endpoint::at("127.0.0.3:2".parse().expect("addr")));
         let run = Arc::new(Endpoint::at("127.0.0.4:3".parse().expect("addr")));
         let eps = Endpoints {
-            run,
+            run: vec![run],
             groups: vec![vec![a, b], vec![]],
             publishers: vec![],
         };
@@ -255,5 +263,24 @@ mod tests {
             ["127.0.0.1:1", "127.0.0.3:2", "127.0.0.2:1", "127.0.0.3:2"]
         );
         assert_eq!(eps.for_group(1, 5).1.to_string(), "127.0.0.4:3");
+    }
+
+    #[test]
+    fn groups_without_targets_spread_over_the_instances() {
+        let instance = |a: &str| Arc::new(Endpoint::at(a.parse().expect("addr")));
+        let eps = Endpoints {
+            run: vec![
+                instance("127.0.0.1:1"),
+                instance("127.0.0.1:2"),
+                instance("127.0.0.1:3"),
+            ],
+            groups: vec![vec![]],
+            publishers: vec![],
+        };
+        let picks: Vec<String> = (0..4).map(|i| eps.for_group(0, i).1.to_string()).collect();
+        assert_eq!(
+            picks,
+            ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:1"]
+        );
     }
 }
