@@ -5,15 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use salvo::conn::tcp::TcpAcceptor;
-use salvo::prelude::*;
-use salvo::server::ServerHandle;
 use tokio::net::TcpSocket;
 use tokio::task::JoinHandle;
 
 use crate::app::App;
 use crate::config::{ConfigError, ServerConfig};
-use crate::conn_watch::ConnWatch;
 use crate::metrics::Metrics;
 
 /// Errors starting the server.
@@ -57,9 +53,8 @@ pub fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<tokio::n
 pub struct RunningServer {
     app: App,
     local_addr: SocketAddr,
-    /// salvo's handle for plain HTTP; `None` for TLS, whose accept loop (`crate::tls`) stops
-    /// when the app's shutdown begins.
-    handle: Option<ServerHandle>,
+    /// The accept loop (`crate::plain` or `crate::tls`): it stops when the app's shutdown
+    /// begins; each connection then finishes on its own.
     task: JoinHandle<()>,
 }
 
@@ -83,13 +78,10 @@ impl RunningServer {
     }
 
     /// Graceful shutdown: SSE streams end, WebSockets get Close 1001, new connections are
-    /// refused, then waits up to `grace` for every connection to finish. (salvo's graceful
-    /// stop does not track upgraded WebSockets, so their end is awaited separately.)
+    /// refused, other connections close after the response in flight, then waits up to
+    /// `grace` for every stream and socket to finish.
     pub async fn shutdown(self, grace: Duration) {
         self.app.begin_shutdown();
-        if let Some(handle) = &self.handle {
-            handle.stop_graceful(Some(grace));
-        }
         let all_closed = async {
             if let Err(e) = self.task.await {
                 tracing::error!("server task failed: {e}");
@@ -116,21 +108,21 @@ pub async fn start(config: ServerConfig, addr: SocketAddr) -> Result<RunningServ
     let listener = bind_listener(addr, backlog).map_err(bind_err)?;
     let local_addr = listener.local_addr().map_err(bind_err)?;
     let router = app.router();
-    let (handle, task) = match &app.config().tls {
+    let header_timeout = app.config().header_timeout;
+    let task = match &app.config().tls {
         None => {
-            let acceptor = TcpAcceptor::try_from(listener).map_err(bind_err)?;
-            let watch = ConnWatch::new(app.config(), app.metrics());
-            let server = Server::new(acceptor).fuse_policy(watch);
-            (
-                Some(server.handle()),
-                tokio::spawn(async move { server.serve(router).await }),
-            )
+            let guards = crate::plain::Guards {
+                header_timeout,
+                write_stall: app.config().write_stall_timeout,
+            };
+            let serving =
+                crate::plain::serve(listener, router, app.shutdown(), guards, app.metrics());
+            tokio::spawn(serving)
         }
         Some(identity) => {
             let tls = crate::tls::server_config(identity).map_err(ServeError::Tls)?;
-            let header_timeout = app.config().header_timeout;
             let serving = crate::tls::serve(listener, tls, router, app.shutdown(), header_timeout);
-            (None, tokio::spawn(serving))
+            tokio::spawn(serving)
         }
     };
     let scheme = if app.config().tls.is_some() {
@@ -142,7 +134,6 @@ pub async fn start(config: ServerConfig, addr: SocketAddr) -> Result<RunningServ
     Ok(RunningServer {
         app,
         local_addr,
-        handle,
         task,
     })
 }

@@ -1,7 +1,7 @@
 //! Shutdown signal shared by every stream and socket.
 //!
-//! salvo's graceful stop waits for connections but does not end SSE streams or WebSockets by
-//! itself; each of them watches a [`Shutdown`] and ends (SSE) or sends Close 1001 (WS).
+//! The accept loops stop on it, hyper-served connections finish their response in flight and
+//! close, and each SSE stream or WebSocket watches it and ends (SSE) or sends Close 1001 (WS).
 
 use tokio::sync::watch;
 

@@ -8,9 +8,6 @@
 //! SSE stream instead of 21.8 KB: `figures` `server-sse`). The price: plain `http://` serves
 //! HTTP/1.1 only (no h2c).
 
-use std::future::Future;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +21,7 @@ use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::TlsIdentity;
+use crate::listen::{self, Addrs};
 use crate::shutdown::Shutdown;
 
 /// Longest a client may take to finish the TLS handshake before its connection is closed.
@@ -60,7 +58,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
     router: Router,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
     header_timeout: Duration,
 ) {
     let local = match listener.local_addr() {
@@ -68,94 +66,66 @@ pub(crate) async fn serve(
         Err(e) => return tracing::error!("TLS listener has no address: {e}"),
     };
     let tls = tokio_rustls::TlsAcceptor::from(config);
-    let service = Arc::new(Service::new(router));
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.wait() => return,
-            accepted = listener.accept() => accepted,
+    let service = listen::service(router);
+    let each = shutdown.clone();
+    listen::accept_loop(listener, shutdown, move |tcp, remote| {
+        let connection = Connection {
+            tls: tls.clone(),
+            service: Arc::clone(&service),
+            addrs: Addrs { local, remote },
+            shutdown: each.clone(),
+            header_timeout,
         };
-        match accepted {
-            Ok((tcp, remote)) => {
-                let connection = Connection {
-                    tls: tls.clone(),
-                    service: Arc::clone(&service),
-                    local,
-                    remote,
-                    shutdown: shutdown.clone(),
-                    header_timeout,
-                };
-                tokio::spawn(connection.serve(tcp));
-            }
-            // Out of file descriptors or a connection reset before accept: keep serving.
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
+        tokio::spawn(connection.serve(tcp));
+    })
+    .await;
 }
 
 /// One accepted TCP connection before its handshake.
 struct Connection {
     tls: tokio_rustls::TlsAcceptor,
     service: Arc<Service>,
-    local: SocketAddr,
-    remote: SocketAddr,
+    addrs: Addrs,
     shutdown: Shutdown,
     header_timeout: Duration,
 }
 
 impl Connection {
     async fn serve(mut self, tcp: TcpStream) {
+        let remote = self.addrs.remote;
         let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.tls.accept(tcp)).await {
             Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                return tracing::debug!(remote = %self.remote, "TLS handshake failed: {e}");
-            }
-            Err(_) => return tracing::debug!(remote = %self.remote, "TLS handshake timed out"),
+            Ok(Err(e)) => return tracing::debug!(%remote, "TLS handshake failed: {e}"),
+            Err(_) => return tracing::debug!(%remote, "TLS handshake timed out"),
         };
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-        let handler = self.service.hyper_handler(
-            self.local.into(),
-            self.remote.into(),
-            Scheme::HTTPS,
-            None,
-            ConnCtrl::new(),
-            None,
-        );
         let io = TokioIo::new(stream);
         let result = if h2 {
+            let handler = self.service.hyper_handler(
+                self.addrs.local.into(),
+                remote.into(),
+                Scheme::HTTPS,
+                None,
+                ConnCtrl::new(),
+                None,
+            );
             let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .serve_connection(io, handler);
-            until_served(conn, &mut self.shutdown, |c| c.graceful_shutdown()).await
+            listen::until_served(conn, &mut self.shutdown, |c| c.graceful_shutdown()).await
         } else {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(self.header_timeout)
-                .serve_connection(io, handler)
-                .with_upgrades();
-            until_served(conn, &mut self.shutdown, |c| c.graceful_shutdown()).await
+            listen::serve_http1(
+                io,
+                &self.service,
+                self.addrs,
+                Scheme::HTTPS,
+                self.header_timeout,
+                &mut self.shutdown,
+            )
+            .await
         };
         if let Err(e) = result {
-            tracing::debug!(remote = %self.remote, h2, "connection ended: {e}");
-        }
-    }
-}
-
-/// Drives `conn` to its end; once shutdown begins, asks it to finish gracefully
-/// (`graceful`: GOAWAY on HTTP/2, close after the response on HTTP/1.1) and waits for that.
-async fn until_served<C: Future>(
-    conn: C,
-    shutdown: &mut Shutdown,
-    graceful: impl FnOnce(Pin<&mut C>),
-) -> C::Output {
-    let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        done = conn.as_mut() => done,
-        () = shutdown.wait() => {
-            graceful(conn.as_mut());
-            conn.await
+            tracing::debug!(%remote, h2, "connection ended: {e}");
         }
     }
 }

@@ -1,12 +1,12 @@
 #!/bin/bash
-# Fan-out sweep: rt-server and loadgen as separate processes (not pinned), each under
+# Fan-out sweep ([OUTDIR=dir] sweep.sh RATE...): rt-server and loadgen as separate processes (not pinned), each under
 # /usr/bin/time for its user and system CPU.
 set -u
 cd /work/main
 ulimit -n 20000
 for r in "$@"; do
   name=fanout-10k-$r
-  out=results/2026-11-22/sweep/$name
+  out=${OUTDIR:-results/2026-11-22/sweep}/$name
   rm -rf $out
   /usr/bin/time -f "rt-server user %U s, system %S s" target/release/rt-server --listen 127.0.0.1:8080 --client-queue 4096 > $out.server.txt 2>&1 &
   spid=$!

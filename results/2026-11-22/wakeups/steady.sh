@@ -1,11 +1,11 @@
 #!/bin/bash
-# usage: steady.sh NAME BENCH [env assignments for loadgen...]
+# usage: [OUTDIR=dir] steady.sh NAME BENCH [env assignments for loadgen...]
 # Pinned: rt-server core 0, loadgen core 1; samples both processes' utime/stime from t=7 s to t=22 s
 set -u
 cd /work/main
 ulimit -n 20000
 name=$1; bench=$2; shift 2
-out=results/2026-11-22/wakeups/$name
+out=${OUTDIR:-results/2026-11-22/wakeups}/$name
 rm -rf $out
 taskset -c 0 target/release/rt-server --listen 127.0.0.1:8080 --client-queue 4096 > $out.server.txt 2>&1 &
 spid=$!

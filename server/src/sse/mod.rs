@@ -3,8 +3,9 @@
 //! A scenario provides an [`EventSource`]; [`respond`] turns it into a streaming response that
 //! first sends the `retry:` hint, then interleaves the source's events with keep-alive comments,
 //! and ends cleanly on server shutdown. The response body owns the [`ConnectionGuard`], so the
-//! connection counts as open exactly as long as hyper keeps the body alive: hyper drops it when
-//! the client disconnects (it watches for EOF while writing), not only on the next failed send.
+//! connection counts as open exactly as long as the body is alive: the writer
+//! (`crate::plain::event_stream`, or hyper for HTTPS) drops it when the client disconnects (it
+//! watches for EOF while waiting for events), not only on the next failed send.
 
 pub(crate) mod chat;
 pub(crate) mod counter;
@@ -14,6 +15,7 @@ pub(crate) mod stocks;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -48,8 +50,16 @@ pub(crate) struct StreamSettings {
 struct Session<S> {
     source: S,
     guard: ConnectionGuard,
+    /// Ticks every keep-alive interval; not reset per event (a timer-wheel update each):
+    /// a tick that comes less than an interval after `last_sent` is put off instead.
     keepalive: Interval,
+    keepalive_every: Duration,
+    /// When the last event or comment was handed out.
+    last_sent: Instant,
     shutdown: Shutdown,
+    /// Completes when shutdown begins: made once per stream, so that waiting for the next
+    /// event does not register a new waiter with the shutdown signal each time.
+    shutdown_begun: Pin<Box<dyn Future<Output = ()> + Send>>,
     preamble: Option<Vec<u8>>,
 }
 
@@ -89,13 +99,18 @@ pub(crate) fn respond<S: EventSource>(
             .sent_many(initial.events, initial.bytes.len());
     }
     preamble.extend(initial.bytes);
-    let mut keepalive = interval_at(Instant::now() + settings.keepalive, settings.keepalive);
+    let now = Instant::now();
+    let mut keepalive = interval_at(now + settings.keepalive, settings.keepalive);
     keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut waiting = settings.shutdown.clone();
     let session = Session {
         source,
         guard,
         keepalive,
+        keepalive_every: settings.keepalive,
+        last_sent: now,
         shutdown: settings.shutdown.clone(),
+        shutdown_begun: Box::pin(async move { waiting.wait().await }),
         preamble: Some(preamble),
     };
     res.stream(futures_util::stream::unfold(session, step));
@@ -111,17 +126,29 @@ async fn step<S: EventSource>(
         s.guard.set_reason(CloseReason::Shutdown);
         return None;
     }
-    let chunk = tokio::select! {
-        biased;
-        () = s.shutdown.wait() => None,
-        event = s.source.next_event() => event.map(|bytes| (bytes, true)),
-        _ = s.keepalive.tick() => Some((Bytes::from_static(KEEPALIVE), false)),
+    let chunk = loop {
+        let next = tokio::select! {
+            // Events first: with one ready, nothing else is polled (shutdown is checked at
+            // the top of every step).
+            biased;
+            event = s.source.next_event() => Some(event.map(|bytes| (bytes, true))),
+            () = s.shutdown_begun.as_mut() => None,
+            _ = s.keepalive.tick() => Some(Some((Bytes::from_static(KEEPALIVE), false))),
+        };
+        match next {
+            None => break None,
+            // Not quiet for a whole interval yet: tick again an interval after the last send.
+            Some(Some((_, false))) if s.last_sent.elapsed() < s.keepalive_every => {
+                s.keepalive.reset_at(s.last_sent + s.keepalive_every);
+            }
+            Some(chunk) => break chunk,
+        }
     };
     match chunk {
         Some((bytes, is_event)) => {
+            s.last_sent = Instant::now();
             if is_event {
                 s.guard.metrics().sent(bytes.len());
-                s.keepalive.reset();
             } else {
                 s.guard.metrics().sent_overhead(bytes.len());
             }

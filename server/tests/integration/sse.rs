@@ -367,3 +367,87 @@ async fn dashboard_stream_reports_open_connections() {
         .expect("counter row");
     assert_eq!(counter["open"], 1);
 }
+
+/// Reads an HTTP/1.1 response with a chunked body from `stream` until `events` events (SSE
+/// `data:` lines) arrived; returns the events' `seq` stamps in order and how many events each
+/// chunk carried.
+async fn read_chunked_events(
+    stream: &mut tokio::net::TcpStream,
+    events: usize,
+) -> (Vec<u64>, Vec<usize>) {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+    let mut reader = tokio::io::BufReader::new(stream);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).await.expect("head line");
+        if line == "\r\n" {
+            break;
+        }
+        assert!(!line.is_empty(), "connection closed inside the head");
+    }
+    let (mut seqs, mut per_chunk) = (Vec::new(), Vec::new());
+    while seqs.len() < events {
+        line.clear();
+        reader.read_line(&mut line).await.expect("chunk size");
+        let size = usize::from_str_radix(line.trim_end(), 16).expect("hex chunk size");
+        assert!(size > 0, "the stream ended after {} events", seqs.len());
+        let mut chunk = vec![0u8; size + 2];
+        reader.read_exact(&mut chunk).await.expect("chunk");
+        assert!(chunk.ends_with(b"\r\n"), "chunk not closed by CRLF");
+        let text = String::from_utf8(chunk).expect("utf-8");
+        let data: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .collect();
+        per_chunk.push(data.len());
+        for d in data {
+            let v: serde_json::Value = serde_json::from_str(d).expect("json event");
+            seqs.push(v["seq"].as_u64().expect("seq"));
+        }
+    }
+    (seqs, per_chunk)
+}
+
+#[tokio::test]
+async fn events_queued_while_a_subscriber_is_not_reading_go_out_in_one_write() {
+    use tokio::io::AsyncWriteExt as _;
+    let config = ServerConfig {
+        max_body_bytes: 1 << 20,
+        client_queue: 1024,
+        ..support::config()
+    };
+    let server = support::start(config).await;
+    let addr = server.local_addr();
+    // A stream with a 4 KiB receive buffer that does not read for now.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let mut stream = socket.connect(addr).await.expect("connect");
+    stream
+        .write_all(b"GET /sse/notifications HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .expect("request");
+    wait_metric(addr, "rt_connections_open_total", 1).await;
+    // 10 MiB of events: more than the socket buffers hold, so the server's writes wait and
+    // the rest queue up for the subscriber.
+    let pad = "x".repeat(256 * 1024);
+    for seq in 1..=40 {
+        let body = format!("{{\"seq\":{seq},\"ts\":1,\"pad\":\"{pad}\"}}");
+        assert_eq!(
+            post(addr, "/sse/notifications", &body).await.status,
+            StatusCode::ACCEPTED
+        );
+    }
+    let (seqs, per_chunk) = read_chunked_events(&mut stream, 40).await;
+    assert_eq!(
+        seqs,
+        (1..=40).collect::<Vec<u64>>(),
+        "every event, in order"
+    );
+    // The events that queued while the socket was full left in shared chunks (one write
+    // each), not one chunk per event.
+    assert!(
+        per_chunk.iter().any(|&n| n >= 2) && per_chunk.len() < 40,
+        "events per chunk: {per_chunk:?}"
+    );
+}
