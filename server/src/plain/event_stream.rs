@@ -68,13 +68,13 @@ pub(crate) fn lean_request(head: &[u8]) -> Option<salvo::Request> {
     ))
 }
 
-/// Writes a response ([`response_head`]) on `io` and closes: an event stream (a body of unknown length) as chunks,
-/// anything else with its length. A write that makes no progress for `write_stall` (the
+/// Writes a response ([`response_head`]) on `io` and closes: an event stream (a body of
+/// unknown length) as chunks, anything else with its length. A write that makes no progress for `write_stall` (the
 /// client stopped reading), or the client closing, ends the response early; dropping the body
 /// then releases the stream's connection slot.
 pub(crate) async fn write_response(
     io: &mut PlainIo,
-    (head, length, mut body): Head,
+    (head, length, mut body): Prepared,
     write_stall: Duration,
 ) -> std::io::Result<()> {
     if length.is_some() {
@@ -98,12 +98,12 @@ pub(crate) async fn write_response(
 
 /// A response ready to write: its head as HTTP/1.1 text, its body's length (`None`: an event
 /// stream), and the body.
-pub(crate) type Head = (Vec<u8>, Option<u64>, ResBody);
+pub(crate) type Prepared = (Vec<u8>, Option<u64>, ResBody);
 
 /// The response's head as HTTP/1.1 text (its own framing headers replaced: a length, or
 /// chunked for a body of unknown length, and `connection: close`), that length, and the body.
 /// Not async, so the response never becomes part of a stream task's state.
-pub(crate) fn response_head(response: salvo::Response) -> std::io::Result<Head> {
+pub(crate) fn response_head(response: salvo::Response) -> std::io::Result<Prepared> {
     let (parts, body) = response.into_hyper().into_parts();
     let length = salvo::http::Body::size_hint(&body).exact();
     let mut head = Vec::with_capacity(256);
