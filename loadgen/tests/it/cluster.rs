@@ -2,7 +2,7 @@
 //! `redis-server` (Debian's, from PATH: `.ci/run` installs it), spreads connections over them,
 //! sums their counters and memory, and keeps every one of them up.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use testkit::redis::RedisServer;
 
@@ -194,12 +194,9 @@ fn an_instance_killed_mid_run_comes_back_and_its_streams_resume_from_redis() {
     let file = dir.join("cluster.toml");
     // SSE subscribers and their publisher only: a WebSocket has no replay.
     let whole = cluster_scenario("spawn", "7s");
-    let cut = |from: &str, to: &str| {
-        let (a, b) = (whole.find(from).expect(from), whole.find(to).expect(to));
-        (a, b)
-    };
-    let (prices, clients) = cut("[[publishers]]\nname = \"prices\"", "[[clients]]");
-    let (ws, _) = cut("[[clients]]\nname = \"ws\"", "[[clients]]");
+    let at = |part: &str| whole.find(part).expect(part);
+    let (prices, clients) = (at("[[publishers]]\nname = \"prices\""), at("[[clients]]"));
+    let ws = at("[[clients]]\nname = \"ws\"");
     let scenario = format!("{}{}", &whole[..prices], &whole[clients..ws]);
     std::fs::write(&file, scenario).expect("scenario");
     let run_dir = dir.join("run");
@@ -207,13 +204,7 @@ fn an_instance_killed_mid_run_comes_back_and_its_streams_resume_from_redis() {
     // inside its measured phase, the last instance gets SIGKILL (the first one takes the
     // publishes to /sse/notifications and stays).
     let start = support::start_in(3);
-    let child = Command::new(support::loadgen_exe())
-        .args(["run", text(&file), "--quiet", "--out", text(&run_dir)])
-        .args(["--start-at", &start.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start loadgen");
+    let child = support::run_starting_at(&file, &run_dir, start);
     let servers = || -> Vec<u32> {
         let mut pids: Vec<u32> = children_of(child.id())
             .into_iter()
@@ -228,11 +219,7 @@ fn an_instance_killed_mid_run_comes_back_and_its_streams_resume_from_redis() {
     wait_for("three instances", || servers().len() == 3);
     let last = *servers().last().expect("three");
     support::sleep_until(start, 3000);
-    let killed = Command::new("kill")
-        .args(["-KILL", &last.to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    support::kill_hard(last);
     let out = child.wait_with_output().expect("loadgen ran");
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),

@@ -288,22 +288,12 @@ fn the_bundled_target_killed_mid_run_is_started_again_and_the_verdict_says_so() 
     // Connections start 3 s from now (the bundled server is up by then); 3 s into the run,
     // well inside its measured phase, the server gets SIGKILL.
     let start = support::start_in(3);
-    let child = Command::new(support::loadgen_exe())
-        .args(["run", text(&file), "--quiet", "--out", text(&run_dir)])
-        .args(["--start-at", &start.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start loadgen");
+    let child = support::run_starting_at(&file, &run_dir, start);
     wait_for("the bundled server", || !children_of(child.id()).is_empty());
     let servers = children_of(child.id());
     support::sleep_until(start, 3000);
-    for pid in &servers {
-        let killed = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(killed.success());
+    for pid in servers {
+        support::kill_hard(pid);
     }
     let out = child.wait_with_output().expect("loadgen ran");
     let (stdout, stderr) = (

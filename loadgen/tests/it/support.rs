@@ -351,3 +351,23 @@ pub(crate) fn children_of(pid: u32) -> Vec<u32> {
         })
         .collect()
 }
+
+/// `loadgen run FILE --quiet --out RUN_DIR --start-at START` (a Unix second), output piped.
+pub(crate) fn run_starting_at(file: &Path, run_dir: &Path, start: u64) -> std::process::Child {
+    std::process::Command::new(loadgen_exe())
+        .args(["run", text(file), "--quiet", "--out", text(run_dir)])
+        .args(["--start-at", &start.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start loadgen")
+}
+
+/// Sends SIGKILL to `pid` (a crash, as the OOM killer would).
+pub(crate) fn kill_hard(pid: u32) {
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success(), "kill -KILL {pid}");
+}

@@ -479,15 +479,8 @@ async fn an_sse_client_that_stops_reading_is_evicted_after_the_write_stall_timeo
     };
     let server = support::start(config).await;
     let addr = server.local_addr();
-    // A stream with a 4 KiB receive buffer that never reads.
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("rcvbuf");
-    let mut stuck = socket.connect(addr).await.expect("connect");
-    stuck
-        .write_all(b"GET /sse/notifications HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .expect("request");
-    wait_metric(addr, "rt_connections_open_total", 1).await;
+    // A stream that never reads.
+    let stuck = support::non_reading_subscriber(addr).await;
     // 32 MiB of events: far more than the socket buffers on both sides hold, so the
     // server's writes stall; a second later the stream is closed and its slot is free.
     let pad = "x".repeat(512 * 1024);

@@ -411,7 +411,6 @@ async fn read_chunked_events(
 
 #[tokio::test]
 async fn events_queued_while_a_subscriber_is_not_reading_go_out_in_one_write() {
-    use tokio::io::AsyncWriteExt as _;
     let config = ServerConfig {
         max_body_bytes: 1 << 20,
         client_queue: 1024,
@@ -419,15 +418,8 @@ async fn events_queued_while_a_subscriber_is_not_reading_go_out_in_one_write() {
     };
     let server = support::start(config).await;
     let addr = server.local_addr();
-    // A stream with a 4 KiB receive buffer that does not read for now.
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("rcvbuf");
-    let mut stream = socket.connect(addr).await.expect("connect");
-    stream
-        .write_all(b"GET /sse/notifications HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .expect("request");
-    wait_metric(addr, "rt_connections_open_total", 1).await;
+    // A stream that does not read for now.
+    let mut stream = support::non_reading_subscriber(addr).await;
     // 10 MiB of events: more than the socket buffers hold, so the server's writes wait and
     // the rest queue up for the subscriber.
     let pad = "x".repeat(256 * 1024);

@@ -301,3 +301,18 @@ pub(crate) fn closed_series(scenario: &str, protocol: &str, reason: &str) -> Str
         "rt_connections_closed_total{{scenario=\"{scenario}\",protocol=\"{protocol}\",reason=\"{reason}\"}}"
     )
 }
+
+/// An SSE subscriber of `/sse/notifications` on `addr` with a 4 KiB receive buffer that does
+/// not read (until the test does), once the server counts its stream as open.
+pub(crate) async fn non_reading_subscriber(addr: SocketAddr) -> TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let mut stream = socket.connect(addr).await.expect("connect");
+    stream
+        .write_all(b"GET /sse/notifications HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .expect("request");
+    wait_metric(addr, "rt_connections_open_total", 1).await;
+    stream
+}
