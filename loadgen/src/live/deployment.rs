@@ -5,13 +5,17 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::live::redis_child::SpawnedRedis;
+use crate::live::supervise::{SharedPid, Supervisor};
 use crate::live::target::{Probe, Target, TargetError};
 use crate::live::transport::{Connector, Endpoint};
-use crate::results::report::InstanceShare;
+use crate::results::report::{InstanceShare, Outage};
 use crate::scenario::{RedisSetting, ServerSettings};
 
 /// How long a given Redis may take to accept a TCP connection before the run gives up.
@@ -86,6 +90,43 @@ impl Deployment {
         })
     }
 
+    /// The pids of its processes, shared with whoever samples them and kept current by
+    /// [`Deployment::supervise`] (0 for a remote target and while a process is down).
+    pub(crate) fn pids(&self) -> Pids {
+        let shared = |pid: Option<u32>| -> SharedPid { Arc::new(AtomicU32::new(pid.unwrap_or(0))) };
+        Pids {
+            instances: self.instances.iter().map(|t| shared(t.pid())).collect(),
+            redis: self.redis.as_ref().map(|r| shared(r.pid())),
+        }
+    }
+
+    /// Hands every process to a supervisor that starts it again when it dies mid-run (a
+    /// remote target's never ends), keeping `pids` current; `failed` is set when one could
+    /// not be brought back.
+    pub(crate) fn supervise(
+        self,
+        pids: &Pids,
+        t0: Instant,
+        failed: &Arc<Mutex<Option<String>>>,
+    ) -> Supervised {
+        let count = self.instances.len();
+        let instances = self
+            .instances
+            .into_iter()
+            .zip(&pids.instances)
+            .enumerate()
+            .map(|(i, (target, pid))| {
+                let name = instance_name(i, count);
+                Supervisor::start(target, name, t0, Arc::clone(pid), Arc::clone(failed))
+            })
+            .collect();
+        let redis = self.redis.zip(pids.redis.clone()).map(|(redis, pid)| {
+            let name = "the spawned redis-server".to_owned();
+            Supervisor::start(redis, name, t0, pid, Arc::clone(failed))
+        });
+        Supervised { instances, redis }
+    }
+
     /// The first instance's probe: the run's target (clock offset, liveness of a remote one).
     pub(crate) fn probe(&self) -> &Probe {
         self.instances[0].probe()
@@ -117,6 +158,43 @@ impl Deployment {
                 urls.join(", ")
             ),
         }
+    }
+}
+
+/// The pids of a deployment's processes ([`Deployment::pids`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Pids {
+    /// One per instance, in order.
+    pub(crate) instances: Vec<SharedPid>,
+    /// The spawned `redis-server`'s.
+    pub(crate) redis: Option<SharedPid>,
+}
+
+/// A deployment's processes under supervision.
+#[derive(Debug)]
+pub(crate) struct Supervised {
+    instances: Vec<Supervisor<Target>>,
+    redis: Option<Supervisor<SpawnedRedis>>,
+}
+
+impl Supervised {
+    /// Stops watching, stops the instances (SIGTERM) and then the Redis they shared; returns
+    /// the outages they had.
+    pub(crate) async fn stop(self) -> Vec<Outage> {
+        let mut outages = Vec::new();
+        for supervisor in self.instances {
+            if let Ok((target, had)) = supervisor.finish().await {
+                target.stop().await;
+                outages.extend(had);
+            }
+        }
+        if let Some(supervisor) = self.redis
+            && let Ok((redis, had)) = supervisor.finish().await
+        {
+            redis.stop().await;
+            outages.extend(had);
+        }
+        outages
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use crate::live::raw_samples::{RawSamplesOptions, RawWriter};
 use crate::live::reporter::{self, gauge_u64};
 use crate::live::start_at::{StartAt, StartAtError};
 use crate::live::stats::Shards;
-use crate::live::supervise::{self, SharedPid, Supervisor};
+use crate::live::supervise::{self, SharedPid};
 use crate::live::target::{Probe, Target, TargetError};
 use crate::live::transport::{self, Connector, Endpoints, TlsOptions, TlsSetupError};
 use crate::results::output::{self, OutDirError, RunFacts};
@@ -220,19 +220,13 @@ async fn run_in(opts: RunOptions, run_dir: PathBuf) -> Result<Report, RunError> 
     let t0 = Instant::now();
     let instances_before = deployment::scrape_each(&probes).await;
     let server_before = deployment::sum_series(&instances_before);
-    let shared_pid = |pid: Option<u32>| -> SharedPid { Arc::new(AtomicU32::new(pid.unwrap_or(0))) };
-    let instance_pids: Vec<SharedPid> = deployment
-        .instances
-        .iter()
-        .map(|t| shared_pid(t.pid()))
-        .collect();
+    let pids = deployment.pids();
     // A remote target's memory comes from its `/metrics`, not from pids.
     let server_pids = if target_url.is_some() {
         Vec::new()
     } else {
-        instance_pids.clone()
+        pids.instances.clone()
     };
-    let redis_pid = deployment.redis.as_ref().map(|r| shared_pid(r.pid()));
     let server_rss = ServerRss {
         pids: server_pids.clone(),
         remote: target_url.is_some().then(|| probe.clone()),
@@ -274,29 +268,7 @@ async fn run_in(opts: RunOptions, run_dir: PathBuf) -> Result<Report, RunError> 
     })
     .map_err(|e| TargetError::Start(format!("cannot start the reporter thread: {e}")))?;
     // The bundled server's instances and its Redis are started again if they die mid-run.
-    let Deployment {
-        instances, redis, ..
-    } = deployment;
-    let count = instances.len();
-    let supervisors: Vec<Supervisor<Target>> = instances
-        .into_iter()
-        .zip(&instance_pids)
-        .enumerate()
-        .map(|(i, (target, pid))| {
-            let name = deployment::instance_name(i, count);
-            Supervisor::start(
-                target,
-                name,
-                t0,
-                Arc::clone(pid),
-                Arc::clone(&target_failed),
-            )
-        })
-        .collect();
-    let redis_supervisor = redis.zip(redis_pid.clone()).map(|(redis, pid)| {
-        let name = "the spawned redis-server".to_owned();
-        Supervisor::start(redis, name, t0, pid, Arc::clone(&target_failed))
-    });
+    let supervised = deployment.supervise(&pids, t0, &target_failed);
 
     let mut cpu = Cpu {
         cores,
@@ -307,7 +279,7 @@ async fn run_in(opts: RunOptions, run_dir: PathBuf) -> Result<Report, RunError> 
         signals: &signals,
         scenario: &opts.scenario,
         server_rss,
-        redis_pid,
+        redis_pid: pids.redis.clone(),
         connect_deadline: t0 + last_arrival + client::CONNECT_TIMEOUT,
     };
     let mut measured = None;
@@ -322,18 +294,7 @@ async fn run_in(opts: RunOptions, run_dir: PathBuf) -> Result<Report, RunError> 
     let instances_after = deployment::scrape_each(&probes).await;
     let server_after = deployment::sum_series(&instances_after);
     let mut target_outages = gathered.outages;
-    for supervisor in supervisors {
-        if let Ok((target, outages)) = supervisor.finish().await {
-            target.stop().await;
-            target_outages.extend(outages);
-        }
-    }
-    if let Some(supervisor) = redis_supervisor
-        && let Ok((redis, outages)) = supervisor.finish().await
-    {
-        redis.stop().await;
-        target_outages.extend(outages);
-    }
+    target_outages.extend(supervised.stop().await);
     target_outages.sort_by(|a, b| a.from_s.total_cmp(&b.from_s));
 
     // A raw-samples file that failed mid-run is reported after the table, not instead of it.
