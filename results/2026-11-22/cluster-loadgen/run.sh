@@ -5,10 +5,13 @@
 # measures everything itself: the target's memory and CPU are sums over the instances, the
 # spawned redis-server's RSS and CPU are in counters.csv. One SUMMARY line per run.
 # Usage (repository root, after `cargo build --release -p loadgen`; Debian's redis-server on
-# PATH): [RATES="1 2 5 10"] results/2026-11-22/cluster-loadgen/run.sh > results/2026-11-22/cluster-loadgen/figures.txt
+# PATH): [RATES="1 2 5 10"] [INSTANCES="1 3"] [REPEAT=-rep2] results/2026-11-22/cluster-loadgen/run.sh > results/2026-11-22/cluster-loadgen/figures.txt
+# (REPEAT is appended to each run's name, so a repeat does not overwrite the first runs.)
 set -u
 here=results/2026-11-22/cluster-loadgen
 rates=${RATES:-"1 2 5 10"}
+instances=${INSTANCES:-"1 3"}
+repeat=${REPEAT:-}
 ulimit -n 20000
 
 scenario() { # rate, instances
@@ -49,8 +52,8 @@ TOML
 counter() { awk -F, -v n="$2" '$1==n{print $2}' "$1/counters.csv"; }
 
 for rate in $rates; do
-  for n in 1 3; do
-    label="i$n-r$rate"
+  for n in $instances; do
+    label="i$n-r$rate$repeat"
     scenario "$rate" "$n" > $here/$label.toml
     echo "\$ loadgen run $here/$label.toml --quiet --out $here/$label"
     target/release/loadgen run $here/$label.toml --quiet --out $here/$label
