@@ -72,15 +72,17 @@ pub enum BackplaneError {
     Redis(#[from] redis::RedisError),
 }
 
-/// Checks that `url` is a Redis URL the backplane accepts (`redis://HOST:PORT[/DB]`),
-/// without connecting.
+/// The host and port of `url`, a Redis URL the backplane accepts (`redis://HOST:PORT[/DB]`,
+/// port 6379 when left out), without connecting.
 ///
 /// # Errors
-/// [`BackplaneError::Url`] naming what is wrong.
-pub fn check_url(url: &str) -> Result<(), BackplaneError> {
-    Client::open(url)
-        .map(drop)
-        .map_err(|e| BackplaneError::Url(e.to_string()))
+/// [`BackplaneError::Url`] naming what is wrong (not a Redis URL, or not a TCP address).
+pub fn tcp_address(url: &str) -> Result<(String, u16), BackplaneError> {
+    let client = Client::open(url).map_err(|e| BackplaneError::Url(e.to_string()))?;
+    match client.get_connection_info().addr() {
+        redis::ConnectionAddr::Tcp(host, port) => Ok((host.clone(), *port)),
+        _ => Err(BackplaneError::Url(format!("{url} is not a TCP address"))),
+    }
 }
 
 /// One instance's link to Redis.

@@ -255,22 +255,12 @@ fn add_series(sum: &mut BTreeMap<String, f64>, scraped: BTreeMap<String, f64>) {
 /// so that a wrong address fails the run at once and by name rather than as instances that
 /// never become healthy.
 async fn check_reachable(url: &str) -> Result<(), TargetError> {
-    let authority = url
-        .strip_prefix("redis://")
-        .unwrap_or(url)
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    let host_port = authority.rsplit('@').next().unwrap_or(authority);
-    let host_port = if host_port.contains(':') {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:6379")
-    };
     let unreachable = |why: String| TargetError::Start(format!("Redis at {url} {why}"));
+    let (host, port) = server::backplane::tcp_address(url)
+        .map_err(|e| unreachable(format!("is unusable: {e}")))?;
     match tokio::time::timeout(
         REDIS_CONNECT_TIMEOUT,
-        tokio::net::TcpStream::connect(&host_port),
+        tokio::net::TcpStream::connect((host.as_str(), port)),
     )
     .await
     {

@@ -913,7 +913,7 @@ fn validate_redis(
                     format!("must be \"spawn\" or a redis://HOST:PORT URL, got {url:?}"),
                 ));
             }
-            server::backplane::check_url(url)
+            server::backplane::tcp_address(url)
                 .map_err(|e| ctx.error(v.span(), "server.redis", e.to_string()))?;
             Some(RedisSetting::Url(url.clone()))
         }
