@@ -326,11 +326,16 @@ impl Conn {
 
     /// Feeds bytes to the parser and accounts for every event; `false` on a broken stream.
     fn feed(&mut self, data: &[u8]) -> bool {
-        // The parser is moved out while it calls back into `self`; events are borrowed from
-        // its buffers, so nothing is allocated per event.
-        let mut parser = std::mem::take(&mut self.parser);
-        let result = parser.feed(data, |e: EventRef<'_>| self.on_event(&e));
-        self.parser = parser;
+        // Events are borrowed from the parser's buffers while the rest of the connection's
+        // state accounts for them: nothing is copied or allocated per event.
+        let mut sink = EventSink {
+            ctx: &self.ctx,
+            group: &self.group,
+            shard: &self.shard,
+            track: &mut self.track,
+            user_id: &mut self.user_id,
+        };
+        let result = self.parser.feed(data, |e: EventRef<'_>| sink.on_event(&e));
         if let Err(e) = result {
             tracing::debug!("SSE parse error: {e}");
             self.shard.count(|c| c.parse_errors += 1);
@@ -339,6 +344,23 @@ impl Conn {
         true
     }
 
+    /// Final accounting when the connection is done for good.
+    fn finish(&mut self) {
+        self.track.sent = self.posted.load(Ordering::Acquire);
+        self.track.settle(&self.ctx, &self.group, &self.shard);
+    }
+}
+
+/// What a connection's events are accounted to while its parser lends them out.
+struct EventSink<'a> {
+    ctx: &'a Ctx,
+    group: &'a GroupRun,
+    shard: &'a Shard,
+    track: &'a mut super::Track,
+    user_id: &'a mut Option<u64>,
+}
+
+impl EventSink<'_> {
     fn on_event(&mut self, e: &EventRef<'_>) {
         let (event_type, data) = (e.event_type, e.data);
         let spec = &self.group.spec;
@@ -348,7 +370,7 @@ impl Conn {
             return;
         }
         if spec.send.as_ref().is_some_and(|s| s.id_event == event_type) {
-            self.user_id = serde_json::from_str::<Value>(data)
+            *self.user_id = serde_json::from_str::<Value>(data)
                 .ok()
                 .and_then(|v| v.get("id")?.as_u64());
             return;
@@ -364,7 +386,7 @@ impl Conn {
         match spec.stamp.kind {
             StampKind::Json => {}
             StampKind::None => {
-                self.track.unstamped(&self.ctx, &self.shard, None, bytes);
+                self.track.unstamped(self.ctx, self.shard, None, bytes);
                 return;
             }
             StampKind::SseId => {
@@ -372,8 +394,7 @@ impl Conn {
                     self.shard.count(|c| c.parse_errors += 1);
                     return;
                 };
-                self.track
-                    .unstamped(&self.ctx, &self.shard, Some(seq), bytes);
+                self.track.unstamped(self.ctx, self.shard, Some(seq), bytes);
                 return;
             }
         }
@@ -384,13 +405,7 @@ impl Conn {
             return;
         };
         self.track
-            .measured(&self.ctx, &self.shard, &self.group, stamp, bytes, now_us);
-    }
-
-    /// Final accounting when the connection is done for good.
-    fn finish(&mut self) {
-        self.track.sent = self.posted.load(Ordering::Acquire);
-        self.track.settle(&self.ctx, &self.group, &self.shard);
+            .measured(self.ctx, self.shard, self.group, stamp, bytes, now_us);
     }
 }
 
