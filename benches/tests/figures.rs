@@ -26,6 +26,8 @@ fn measure(out: &Path) {
         "sse-client",
         "--only",
         "ws-client",
+        "--only",
+        "server-delivery",
         "--out",
         out.to_str().expect("utf-8 path"),
     ]);
@@ -64,6 +66,7 @@ fn instruction_counts_repeat_and_a_grown_figure_fails_the_gate() {
         "fanout.instructions_per_event",
         "sse-client.instructions_per_event",
         "ws-client.instructions_per_event",
+        "server-delivery.instructions_per_event",
         "sse-client.heap_bytes_per_event",
         "sse-client.heap_bytes_per_connection",
     ] {
@@ -82,6 +85,15 @@ fn instruction_counts_repeat_and_a_grown_figure_fails_the_gate() {
         .find(|(n, _)| n == "sse-client.heap_bytes_per_event")
         .map(|(_, v)| *v);
     assert_eq!(per_event, Some(0.0));
+    // rt-server's deliveries are counted (on its worker thread).
+    let server = a
+        .iter()
+        .find(|(n, _)| n == "server-delivery.instructions_per_event")
+        .map(|(_, v)| *v);
+    assert!(
+        server.is_some_and(|v| v > 500.0),
+        "server-delivery counted nothing: {server:?}"
+    );
 
     let same = figures(&["compare", path(&first), path(&second)]);
     assert!(

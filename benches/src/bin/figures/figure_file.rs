@@ -74,10 +74,9 @@ pub(crate) fn figures_of(
     if let Some(a) = m.allocations_per_event {
         out.push(figure("allocations_per_event", a));
     }
-    out.push(figure(
-        "heap_bytes_per_connection",
-        m.heap_bytes_per_connection,
-    ));
+    if let Some(b) = m.heap_bytes_per_connection {
+        out.push(figure("heap_bytes_per_connection", b));
+    }
     out
 }
 
@@ -269,7 +268,7 @@ mod tests {
             events: 200,
             heap_bytes_per_event: Some(0.0),
             allocations_per_event: Some(0.0),
-            heap_bytes_per_connection: 1234.567,
+            heap_bytes_per_connection: Some(1234.567),
         };
         let f = figures_of(Workload::SseClient, Some(1_000_000), &m);
         let names: Vec<_> = f.iter().map(|f| (f.name.as_str(), f.value)).collect();

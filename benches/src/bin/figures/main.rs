@@ -12,6 +12,7 @@
 
 mod callgrind;
 mod figure_file;
+mod server_delivery;
 mod workloads;
 
 use std::io::Write as _;

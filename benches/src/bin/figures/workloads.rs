@@ -49,15 +49,20 @@ pub(crate) enum Workload {
     WsClient,
     /// rt-server holding SSE streams over loopback TCP (live heap per stream).
     ServerSse,
+    /// rt-server delivering broadcasts to SSE streams over loopback TCP: the publishing
+    /// POST, the hub, and every stream's wake-up, poll and write; its worker thread only
+    /// (the clients read on another thread, outside the region).
+    ServerDelivery,
 }
 
 impl Workload {
     /// Every workload, in report order.
-    pub(crate) const ALL: [Self; 4] = [
+    pub(crate) const ALL: [Self; 5] = [
         Self::Fanout,
         Self::SseClient,
         Self::WsClient,
         Self::ServerSse,
+        Self::ServerDelivery,
     ];
 
     /// The name used in figure names and on the command line.
@@ -67,6 +72,7 @@ impl Workload {
             Self::SseClient => "sse-client",
             Self::WsClient => "ws-client",
             Self::ServerSse => "server-sse",
+            Self::ServerDelivery => "server-delivery",
         }
     }
 
@@ -86,8 +92,9 @@ pub(crate) struct Measured {
     pub(crate) heap_bytes_per_event: Option<f64>,
     /// Heap allocations inside the region, per event.
     pub(crate) allocations_per_event: Option<f64>,
-    /// Live heap bytes added per connection (or subscriber) once it is open and idle.
-    pub(crate) heap_bytes_per_connection: f64,
+    /// Live heap bytes added per connection (or subscriber) once it is open and idle
+    /// (`None`: another workload measures it).
+    pub(crate) heap_bytes_per_connection: Option<f64>,
 }
 
 impl Measured {
@@ -97,7 +104,7 @@ impl Measured {
             events,
             heap_bytes_per_event: Some(bytes),
             allocations_per_event: Some(allocations),
-            heap_bytes_per_connection: per_connection,
+            heap_bytes_per_connection: Some(per_connection),
         }
     }
 }
@@ -146,7 +153,11 @@ fn per(total: i128, n: u64) -> f64 {
 }
 
 /// Runs `events` events of `work` inside the measured region; returns allocation figures.
-fn region(rt: &Runtime, events: u64, work: impl AsyncFnOnce()) -> anyhow::Result<(f64, f64)> {
+pub(crate) fn region(
+    rt: &Runtime,
+    events: u64,
+    work: impl AsyncFnOnce(),
+) -> anyhow::Result<(f64, f64)> {
     let mut work = Some(work);
     let before = stats()?;
     figures_measured_region(&mut || {
@@ -163,7 +174,7 @@ fn region(rt: &Runtime, events: u64, work: impl AsyncFnOnce()) -> anyhow::Result
     ))
 }
 
-fn current_thread() -> anyhow::Result<Runtime> {
+pub(crate) fn current_thread() -> anyhow::Result<Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -177,6 +188,7 @@ pub(crate) fn run(workload: Workload, scale: Scale) -> anyhow::Result<Measured> 
         Workload::SseClient => sse_client(scale),
         Workload::WsClient => ws_client(scale),
         Workload::ServerSse => server_sse(scale),
+        Workload::ServerDelivery => crate::server_delivery::run(scale),
     }
 }
 
@@ -266,7 +278,7 @@ fn fanout(scale: Scale) -> anyhow::Result<Measured> {
         events,
         heap_bytes_per_event: Some(bytes),
         allocations_per_event: Some(allocations),
-        heap_bytes_per_connection: per_subscriber,
+        heap_bytes_per_connection: Some(per_subscriber),
     })
 }
 
@@ -527,6 +539,6 @@ fn server_sse(scale: Scale) -> anyhow::Result<Measured> {
         events: 0,
         heap_bytes_per_event: None,
         allocations_per_event: None,
-        heap_bytes_per_connection: per_stream,
+        heap_bytes_per_connection: Some(per_stream),
     })
 }
