@@ -40,6 +40,14 @@ impl Shutdown {
         *self.0.borrow()
     }
 
+    /// Whether shutdown has begun or the trigger is gone: one atomic load, no lock (for a
+    /// check on every event). Valid for a listener that never waits itself ([`Self::wait`]
+    /// marks the value seen): its clones all start from the channel's first value.
+    #[must_use]
+    pub fn begun_or_gone(&self) -> bool {
+        self.0.has_changed().unwrap_or(true)
+    }
+
     /// Completes once shutdown has begun (immediately if it already has). Also completes
     /// when the trigger is dropped, which means the server is gone.
     pub async fn wait(&mut self) {

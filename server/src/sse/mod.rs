@@ -16,6 +16,7 @@ pub(crate) mod stocks;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -54,13 +55,38 @@ struct Session<S> {
     /// a tick that comes less than an interval after `last_sent` is put off instead.
     keepalive: Interval,
     keepalive_every: Duration,
+    /// When `keepalive` ticks next, or earlier (never later: a tick not looked at would
+    /// wake the task in vain and the keep-alive would stop); before then it is not polled.
+    keepalive_due: Instant,
     /// When the last event or comment was handed out.
     last_sent: Instant,
     shutdown: Shutdown,
     /// Completes when shutdown begins: made once per stream, so that waiting for the next
     /// event does not register a new waiter with the shutdown signal each time.
     shutdown_begun: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Which of `shutdown_begun` and `keepalive` hold the stream task's waker (see [`wait`]).
+    armed: Armed,
     preamble: Option<Vec<u8>>,
+}
+
+/// Whether a wake-up source of a stream has the stream task's waker already. A stream is
+/// polled by one task for its whole life, so a waker once registered stays the right one:
+/// an armed source is not polled again on every event (each such poll cost a lock or a
+/// timer-entry update per delivery), only checked (an atomic load, a clock read).
+#[derive(Debug, Default, Clone, Copy)]
+struct Armed {
+    shutdown: bool,
+    keepalive: bool,
+}
+
+/// What a stream waited for.
+enum Woke {
+    /// An event (or `None`: the source ended).
+    Event(Option<Bytes>),
+    /// The keep-alive interval ticked.
+    Keepalive,
+    /// Shutdown began (or the server is gone).
+    Shutdown,
 }
 
 /// Already encoded events to send first (a chat user id, replayed history), and how many.
@@ -100,7 +126,8 @@ pub(crate) fn respond<S: EventSource>(
     }
     preamble.extend(initial.bytes);
     let now = Instant::now();
-    let mut keepalive = interval_at(now + settings.keepalive, settings.keepalive);
+    let keepalive_due = now + settings.keepalive;
+    let mut keepalive = interval_at(keepalive_due, settings.keepalive);
     keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut waiting = settings.shutdown.clone();
     let session = Session {
@@ -108,40 +135,47 @@ pub(crate) fn respond<S: EventSource>(
         guard,
         keepalive,
         keepalive_every: settings.keepalive,
+        keepalive_due,
         last_sent: now,
         shutdown: settings.shutdown.clone(),
         shutdown_begun: Box::pin(async move { waiting.wait().await }),
+        armed: Armed::default(),
         preamble: Some(preamble),
     };
-    res.stream(futures_util::stream::unfold(session, step));
+    // Boxed: `unfold` moves its state into each step's future and back out, and a pointer
+    // moves for free (the session by value cost 3-4 copies of itself per event).
+    res.stream(futures_util::stream::unfold(Box::new(session), step));
 }
 
 async fn step<S: EventSource>(
-    mut s: Session<S>,
-) -> Option<(Result<Bytes, Infallible>, Session<S>)> {
+    mut s: Box<Session<S>>,
+) -> Option<(Result<Bytes, Infallible>, Box<Session<S>>)> {
     if let Some(preamble) = s.preamble.take() {
         return Some((Ok(preamble.into()), s));
     }
-    if s.shutdown.is_triggered() {
-        s.guard.set_reason(CloseReason::Shutdown);
+    if s.shutdown.begun_or_gone() {
+        s.guard.set_reason(if s.shutdown.is_triggered() {
+            CloseReason::Shutdown
+        } else {
+            CloseReason::StreamEnd
+        });
         return None;
     }
     let chunk = loop {
-        let next = tokio::select! {
-            // Events first: with one ready, nothing else is polled (shutdown is checked at
-            // the top of every step).
-            biased;
-            event = s.source.next_event() => Some(event.map(|bytes| (bytes, true))),
-            () = s.shutdown_begun.as_mut() => None,
-            _ = s.keepalive.tick() => Some(Some((Bytes::from_static(KEEPALIVE), false))),
-        };
-        match next {
-            None => break None,
+        match wait(&mut s).await {
+            Woke::Shutdown => break None,
+            Woke::Event(event) => break event.map(|bytes| (bytes, true)),
             // Not quiet for a whole interval yet: tick again an interval after the last send.
-            Some(Some((_, false))) if s.last_sent.elapsed() < s.keepalive_every => {
-                s.keepalive.reset_at(s.last_sent + s.keepalive_every);
+            Woke::Keepalive if s.last_sent.elapsed() < s.keepalive_every => {
+                s.keepalive_due = s.last_sent + s.keepalive_every;
+                s.keepalive.reset_at(s.keepalive_due);
             }
-            Some(chunk) => break chunk,
+            Woke::Keepalive => {
+                // The interval's next deadline is this one plus a period, or later when the
+                // tick came late: a due time at or before it only costs a poll too many.
+                s.keepalive_due += s.keepalive_every;
+                break Some((Bytes::from_static(KEEPALIVE), false));
+            }
         }
     };
     match chunk {
@@ -164,6 +198,48 @@ async fn step<S: EventSource>(
             None
         }
     }
+}
+
+/// Waits for the next event, the keep-alive tick or shutdown; events first (with one ready,
+/// nothing else is looked at). `shutdown_begun` and `keepalive` are polled until they hold
+/// the task's waker (then their wake-up comes anyway) and afterwards only checked: shutdown
+/// by its flag, the keep-alive by its due time.
+async fn wait<S: EventSource>(s: &mut Session<S>) -> Woke {
+    let Session {
+        source,
+        keepalive,
+        keepalive_due,
+        shutdown,
+        shutdown_begun,
+        armed,
+        ..
+    } = s;
+    let event = source.next_event();
+    let mut event = std::pin::pin!(event);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(event) = event.as_mut().poll(cx) {
+            return Poll::Ready(Woke::Event(event));
+        }
+        if armed.shutdown {
+            if shutdown.begun_or_gone() {
+                return Poll::Ready(Woke::Shutdown);
+            }
+        } else if shutdown_begun.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Woke::Shutdown);
+        } else {
+            armed.shutdown = true;
+        }
+        if !armed.keepalive || Instant::now() >= *keepalive_due {
+            if keepalive.poll_tick(cx).is_ready() {
+                // Its next deadline is set; the next poll registers it.
+                armed.keepalive = false;
+                return Poll::Ready(Woke::Keepalive);
+            }
+            armed.keepalive = true;
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Encodes one event; `event`/`id` come from our own code and never contain line breaks.

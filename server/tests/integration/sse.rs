@@ -202,6 +202,26 @@ async fn notifications_keep_publisher_stamps_and_send_keepalives() {
     assert!(stamp.ts > 0);
 }
 
+/// Events put the keep-alive off and never stop it: once they stop, comments come again
+/// (the stream polls its keep-alive timer only when it may be due).
+#[tokio::test]
+async fn keepalives_resume_after_a_burst_of_events() {
+    let config = ServerConfig {
+        keepalive: Duration::from_millis(40),
+        ..support::config()
+    };
+    let server = support::start(config).await;
+    let addr = server.local_addr();
+    let mut client = SseClient::connect(addr, "/sse/notifications").await;
+    client.wait_comments(1).await;
+    for _ in 0..20 {
+        post(addr, "/sse/notifications", "").await;
+        assert_eq!(client.next().await.event_type, "notification");
+    }
+    let seen = client.comments();
+    client.wait_comments(seen + 3).await;
+}
+
 #[tokio::test]
 async fn publish_bodies_are_validated() {
     let config = ServerConfig {

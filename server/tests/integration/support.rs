@@ -181,6 +181,11 @@ impl SseClient {
         }
     }
 
+    /// Comments (keep-alives) seen so far.
+    pub(crate) fn comments(&self) -> u64 {
+        self.parser.comments()
+    }
+
     /// Reads until at least `n` comments (keep-alives) have been seen.
     pub(crate) async fn wait_comments(&mut self, n: u64) {
         while self.parser.comments() < n {
