@@ -13,7 +13,9 @@ const WINDOW: u64 = 1024;
 pub struct SeqTracker {
     /// Next sequence number expected in order.
     next: u64,
-    /// Bit `i` set: `next - 1 - i` was received.
+    /// A ring of the last [`WINDOW`] numbers: bit `n % WINDOW` set means `n` was received,
+    /// for `n` in `next - WINDOW .. next`. Numbers entering the window take the slots of
+    /// those leaving it, so an in-order number costs one bit, not a shift of the window.
     seen: [u64; (WINDOW / 64) as usize],
     /// Outstanding gaps (missing numbers below `next`).
     pub gaps: u64,
@@ -45,39 +47,10 @@ impl SeqTracker {
         self.next
     }
 
-    /// Word index and bit of `age` (< WINDOW).
-    fn slot(age: u64) -> (usize, u64) {
-        (usize::try_from(age / 64).unwrap_or(usize::MAX), age % 64)
-    }
-
-    fn bit(&self, age: u64) -> bool {
-        let (word, bit) = Self::slot(age);
-        self.seen[word] >> bit & 1 == 1
-    }
-
-    fn set_bit(&mut self, age: u64) {
-        let (word, bit) = Self::slot(age);
-        self.seen[word] |= 1 << bit;
-    }
-
-    /// Shifts the window so that `next` grows by `by`.
-    fn advance(&mut self, by: u64) {
-        if by >= WINDOW {
-            self.seen = [0; (WINDOW / 64) as usize];
-            return;
-        }
-        let words = self.seen.len();
-        let (word_shift, bit_shift) = Self::slot(by);
-        for i in (0..words).rev() {
-            let src = i.checked_sub(word_shift);
-            let mut v = src.map_or(0, |s| self.seen[s] << bit_shift);
-            if bit_shift > 0
-                && let Some(lower) = src.and_then(|s| s.checked_sub(1))
-            {
-                v |= self.seen[lower] >> (64 - bit_shift);
-            }
-            self.seen[i] = v;
-        }
+    /// Word index and bit mask of number `n`'s slot.
+    fn slot(n: u64) -> (usize, u64) {
+        let at = n % WINDOW;
+        (usize::try_from(at / 64).unwrap_or(0), 1 << (at % 64))
     }
 
     /// Records one received sequence number.
@@ -86,20 +59,31 @@ impl SeqTracker {
         if seq >= self.next {
             let skipped = seq - self.next;
             self.gaps += skipped;
-            self.advance(skipped + 1);
-            self.set_bit(0);
+            // The skipped numbers enter the window unseen: clear the slots they take over.
+            if skipped >= WINDOW {
+                self.seen = [0; (WINDOW / 64) as usize];
+            } else {
+                for n in self.next..seq {
+                    let (word, mask) = Self::slot(n);
+                    self.seen[word] &= !mask;
+                }
+            }
+            let (word, mask) = Self::slot(seq);
+            self.seen[word] |= mask;
             self.next = seq + 1;
             return;
         }
-        let age = self.next - 1 - seq;
-        if age < WINDOW && self.bit(age) {
+        if self.next - seq > WINDOW {
+            self.out_of_order += 1;
+            return;
+        }
+        let (word, mask) = Self::slot(seq);
+        if self.seen[word] & mask != 0 {
             self.duplicates += 1;
         } else {
             self.out_of_order += 1;
-            if age < WINDOW {
-                self.set_bit(age);
-                self.gaps = self.gaps.saturating_sub(1);
-            }
+            self.seen[word] |= mask;
+            self.gaps = self.gaps.saturating_sub(1);
         }
     }
 
@@ -259,5 +243,144 @@ mod tests {
         assert_eq!(t.gaps, 7);
         t.finish(10);
         assert_eq!(t.gaps, 7, "idempotent");
+    }
+
+    /// The window as it was kept before (shifted by one bit per number): the ring must count
+    /// exactly as it did on any sequence.
+    /// Tracks one stream's sequence numbers (expected to start at `first`).
+    #[derive(Debug, Clone)]
+    struct ShiftingTracker {
+        /// Next sequence number expected in order.
+        next: u64,
+        /// Bit `i` set: `next - 1 - i` was received.
+        seen: [u64; (WINDOW / 64) as usize],
+        /// Outstanding gaps (missing numbers below `next`).
+        gaps: u64,
+        /// Numbers received twice.
+        duplicates: u64,
+        /// Numbers received after a higher one.
+        out_of_order: u64,
+        /// Numbers received (duplicates included).
+        received: u64,
+    }
+
+    impl ShiftingTracker {
+        /// A tracker expecting `first` next.
+        #[must_use]
+        fn new(first: u64) -> Self {
+            Self {
+                next: first,
+                seen: [0; (WINDOW / 64) as usize],
+                gaps: 0,
+                duplicates: 0,
+                out_of_order: 0,
+                received: 0,
+            }
+        }
+
+        /// Word index and bit of `age` (< WINDOW).
+        fn slot(age: u64) -> (usize, u64) {
+            (usize::try_from(age / 64).unwrap_or(usize::MAX), age % 64)
+        }
+
+        fn bit(&self, age: u64) -> bool {
+            let (word, bit) = Self::slot(age);
+            self.seen[word] >> bit & 1 == 1
+        }
+
+        fn set_bit(&mut self, age: u64) {
+            let (word, bit) = Self::slot(age);
+            self.seen[word] |= 1 << bit;
+        }
+
+        /// Shifts the window so that `next` grows by `by`.
+        fn advance(&mut self, by: u64) {
+            if by >= WINDOW {
+                self.seen = [0; (WINDOW / 64) as usize];
+                return;
+            }
+            let words = self.seen.len();
+            let (word_shift, bit_shift) = Self::slot(by);
+            for i in (0..words).rev() {
+                let src = i.checked_sub(word_shift);
+                let mut v = src.map_or(0, |s| self.seen[s] << bit_shift);
+                if bit_shift > 0
+                    && let Some(lower) = src.and_then(|s| s.checked_sub(1))
+                {
+                    v |= self.seen[lower] >> (64 - bit_shift);
+                }
+                self.seen[i] = v;
+            }
+        }
+
+        /// Records one received sequence number.
+        fn observe(&mut self, seq: u64) {
+            self.received += 1;
+            if seq >= self.next {
+                let skipped = seq - self.next;
+                self.gaps += skipped;
+                self.advance(skipped + 1);
+                self.set_bit(0);
+                self.next = seq + 1;
+                return;
+            }
+            let age = self.next - 1 - seq;
+            if age < WINDOW && self.bit(age) {
+                self.duplicates += 1;
+            } else {
+                self.out_of_order += 1;
+                if age < WINDOW {
+                    self.set_bit(age);
+                    self.gaps = self.gaps.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_ring_counts_exactly_as_the_shifting_window_did() {
+        // A small deterministic generator: runs in order, repeats, jumps (some beyond the
+        // window), late numbers (some older than the window).
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut rand = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for _ in 0..300 {
+            let (mut ring, mut shifting) = (SeqTracker::new(1), ShiftingTracker::new(1));
+            let mut next = 1u64;
+            for _ in 0..rand(3_000) {
+                let seq = match rand(12) {
+                    0 => next + rand(64),
+                    1 => next + rand(2 * WINDOW + 10),
+                    2 => next.saturating_sub(rand(64)).max(1),
+                    3 => next.saturating_sub(rand(2 * WINDOW + 10)).max(1),
+                    4 => next.saturating_sub(1).max(1),
+                    _ => next,
+                };
+                next = next.max(seq + 1);
+                ring.observe(seq);
+                shifting.observe(seq);
+                assert_eq!(
+                    (
+                        ring.next,
+                        ring.gaps,
+                        ring.duplicates,
+                        ring.out_of_order,
+                        ring.received
+                    ),
+                    (
+                        shifting.next,
+                        shifting.gaps,
+                        shifting.duplicates,
+                        shifting.out_of_order,
+                        shifting.received
+                    ),
+                    "after {seq}"
+                );
+            }
+        }
     }
 }
