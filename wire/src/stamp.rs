@@ -61,11 +61,103 @@ impl Stamp {
     /// # Errors
     /// [`StampError`] when the text is not an object with integer `seq` and `ts`.
     pub fn decode(text: &str) -> Result<Self, StampError> {
+        if let Some(stamp) = compact::decode(text) {
+            return Ok(stamp);
+        }
         // serde's derived impl would also accept a sequence (`[1,2]`): insist on an object.
         if !text.trim_start().starts_with('{') {
             return Err(StampError::NotAnObject("not an object".to_owned()));
         }
         serde_json::from_str(text).map_err(|e| classify(text, &e))
+    }
+}
+
+/// The stamp of a message in the compact form servers and our encoders write: an object
+/// without whitespace whose members are plain strings (no escapes) or non-negative integers.
+/// Anything else, and anything serde would refuse (a duplicate `seq`, a leading zero, a
+/// fraction), is left to serde_json: this only ever accepts what serde accepts, with the same
+/// stamp, and does so in one pass of `memchr` over the strings instead of serde's
+/// byte-by-byte scan and per-field dispatch.
+mod compact {
+    use super::Stamp;
+
+    /// `Some` only for a compact object with exactly one integer `seq` and `ts`.
+    pub(super) fn decode(text: &str) -> Option<Stamp> {
+        let b = text.as_bytes();
+        if b.len() < 2 || b[0] != b'{' || b[b.len() - 1] != b'}' {
+            return None;
+        }
+        let end = b.len() - 1;
+        let (mut seq, mut ts) = (None, None);
+        let mut i = 1;
+        loop {
+            let key = string(b, &mut i)?;
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            i += 1;
+            if b.get(i) == Some(&b'"') {
+                string(b, &mut i)?;
+                if key == b"seq" || key == b"ts" {
+                    return None;
+                }
+            } else {
+                let value = integer(b, &mut i)?;
+                let slot = match key {
+                    b"seq" => &mut seq,
+                    b"ts" => &mut ts,
+                    _ => &mut None,
+                };
+                if slot.replace(value).is_some() {
+                    return None;
+                }
+            }
+            match b.get(i) {
+                Some(b',') => i += 1,
+                Some(b'}') if i == end => break,
+                _ => return None,
+            }
+        }
+        Some(Stamp { seq: seq?, ts: ts? })
+    }
+
+    /// The plain string starting at `b[*i]` (a quote), without its quotes; `*i` moves past
+    /// it. `None` for an escape or a control character inside.
+    fn string<'a>(b: &'a [u8], i: &mut usize) -> Option<&'a [u8]> {
+        if b.get(*i) != Some(&b'"') {
+            return None;
+        }
+        let start = *i + 1;
+        let len = memchr::memchr2(b'"', b'\\', b.get(start..)?)?;
+        if b[start + len] != b'"' {
+            return None;
+        }
+        let s = &b[start..start + len];
+        // Without an early exit, so that the compiler checks many bytes per instruction.
+        if s.iter().fold(false, |control, &c| control | (c < 0x20)) {
+            return None;
+        }
+        *i = start + len + 1;
+        Some(s)
+    }
+
+    /// The non-negative integer starting at `b[*i]`; `*i` moves past it. `None` for no digit,
+    /// a leading zero, a fraction or exponent after it, or more than `u64` holds.
+    fn integer(b: &[u8], i: &mut usize) -> Option<u64> {
+        let start = *i;
+        let mut value: u64 = 0;
+        while let Some(&d) = b.get(*i).filter(|c| c.is_ascii_digit()) {
+            value = value.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+            *i += 1;
+        }
+        let digits = *i - start;
+        if digits == 0 || (digits > 1 && b[start] == b'0') {
+            return None;
+        }
+        if matches!(b.get(*i), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        Some(value)
     }
 }
 
@@ -303,6 +395,76 @@ mod tests {
             })
         );
         assert!(serde_json::from_str::<Value>(text).is_err());
+    }
+
+    /// The compact reader accepts only what serde accepts, and reads the same stamp: checked
+    /// on messages in several field orders and on every one-byte replacement, insertion and
+    /// deletion of them.
+    #[test]
+    fn the_compact_reader_agrees_with_serde() {
+        let bases = [
+            r#"{"seq":7,"ts":1700000000000123,"body":"xxxx"}"#,
+            r#"{"body":"xxxx","seq":7,"ts":1700000000000123}"#,
+            r#"{"a":"","seq":0,"b":12,"ts":18446744073709551615}"#,
+            r#"{"seq":1,"ts":2}"#,
+            r#"{"x":1,"x":2,"ts":5,"seq":9}"#,
+        ];
+        let alphabet = b"{}[]\":,\\ 0123456789.eE-+stqabxy\x01\t";
+        let mut accepted = 0;
+        for base in bases {
+            let want = serde_json::from_str::<Stamp>(base).expect("valid base");
+            assert_eq!(compact::decode(base), Some(want), "{base}");
+            let bytes = base.as_bytes();
+            for at in 0..=bytes.len() {
+                for &c in alphabet {
+                    let mut variants = Vec::new();
+                    let mut inserted = bytes.to_vec();
+                    inserted.insert(at, c);
+                    variants.push(inserted);
+                    if at < bytes.len() {
+                        let mut replaced = bytes.to_vec();
+                        replaced[at] = c;
+                        variants.push(replaced);
+                        let mut deleted = bytes.to_vec();
+                        deleted.remove(at);
+                        variants.push(deleted);
+                    }
+                    for variant in variants {
+                        let Ok(text) = std::str::from_utf8(&variant) else {
+                            continue;
+                        };
+                        if let Some(stamp) = compact::decode(text) {
+                            accepted += 1;
+                            assert_eq!(
+                                serde_json::from_str::<Stamp>(text).ok(),
+                                Some(stamp),
+                                "{text}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            accepted > 100,
+            "only {accepted} variants exercised the compact reader"
+        );
+        // What it leaves to serde: whitespace, escapes, duplicates, fractions, leading zeros.
+        for text in [
+            r#"{ "seq":1,"ts":2}"#,
+            r#"{"s\u0065q":1,"ts":2}"#,
+            r#"{"seq":1,"seq":1,"ts":2}"#,
+            r#"{"seq":1.0,"ts":2}"#,
+            r#"{"seq":01,"ts":2}"#,
+            r#"{"seq":1,"ts":2,"n":-3}"#,
+        ] {
+            assert_eq!(compact::decode(text), None, "{text}");
+        }
+        assert_eq!(
+            Stamp::decode(r#"{"s\u0065q":1,"ts":2}"#),
+            Ok(Stamp { seq: 1, ts: 2 }),
+            "an escaped key is still read, by serde"
+        );
     }
 
     #[test]
