@@ -66,6 +66,35 @@ pub(crate) async fn stopped(stop: &mut Stop) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// Runs `work` to completion unless `stop` is raised first (`None`). The stop signal is
+/// polled until it holds the task's waker and afterwards only checked (one atomic load), so a
+/// connection woken for every event does not lock the signal's waiter list on each wake-up.
+pub(crate) async fn unless_stopped<F: std::future::Future>(
+    stop: &Stop,
+    work: F,
+) -> Option<F::Output> {
+    let mut check = stop.clone();
+    let mut waiting = stop.clone();
+    let mut stop_raised = std::pin::pin!(stopped(&mut waiting));
+    let mut work = std::pin::pin!(work);
+    let mut armed = false;
+    std::future::poll_fn(|cx| {
+        // Any change (or a gone sender) re-polls the signal, which holds the waker again.
+        if armed && check.has_changed().unwrap_or(true) {
+            armed = false;
+            let _ = check.borrow_and_update();
+        }
+        if !armed {
+            if stop_raised.as_mut().poll(cx).is_ready() {
+                return std::task::Poll::Ready(None);
+            }
+            armed = true;
+        }
+        work.as_mut().poll(cx).map(Some)
+    })
+    .await
+}
+
 /// A deadline a connection may not have (`hold`, `churn`): pending forever when unset. The
 /// timer is boxed and made only when set, so a connection without one carries a pointer
 /// instead of a timer entry for its whole life.
@@ -606,6 +635,42 @@ pub(crate) fn fastrand_fraction(id: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Work that finishes first gives its output; a stop raised while the work keeps waking
+    /// up (the armed path: the signal is only checked then) ends it; a stop raised before
+    /// the call ends it at once.
+    #[tokio::test]
+    async fn unless_stopped_runs_work_until_the_stop_is_raised() {
+        let (tx, rx) = watch::channel(false);
+        assert_eq!(unless_stopped(&rx, async { 7 }).await, Some(7));
+        let spins = Arc::new(AtomicU64::new(0));
+        let busy = {
+            let spins = Arc::clone(&spins);
+            async move {
+                loop {
+                    spins.fetch_add(1, Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                }
+            }
+        };
+        let raise = async {
+            while spins.load(Ordering::Relaxed) < 100 {
+                tokio::task::yield_now().await;
+            }
+            tx.send_replace(true);
+        };
+        // Bounded: a stop that is never seen would spin forever.
+        let (stopped_work, ()) = tokio::time::timeout(Duration::from_secs(30), async {
+            tokio::join!(unless_stopped(&rx, busy), raise)
+        })
+        .await
+        .expect("the raised stop ended the work");
+        assert_eq!(stopped_work, None);
+        assert_eq!(
+            unless_stopped(&rx, std::future::pending::<()>()).await,
+            None
+        );
+    }
 
     #[test]
     fn stamped_messages_are_padded_to_size() {

@@ -22,7 +22,7 @@ use super::request::Rendered;
 use super::schedule::Schedule;
 use super::{
     ConnectError, Ctx, Deadline, GroupRun, Outgoing, Stop, elapsed_us, fastrand_fraction,
-    missed_of, stamp_of_text, stamped_message, stopped,
+    missed_of, stamp_of_text, stamped_message, stopped, unless_stopped,
 };
 use crate::live::stats::Shard;
 use crate::live::transport::Alpn;
@@ -102,10 +102,9 @@ pub(crate) async fn run(
         if *stop.borrow() {
             break;
         }
-        let ended = tokio::select! {
-            () = stopped(&mut stop) => Ended::Done,
-            ended = conn.connect_and_read(hold_until) => ended,
-        };
+        let ended = unless_stopped(&stop, conn.connect_and_read(hold_until))
+            .await
+            .unwrap_or(Ended::Done);
         conn.stop_sender().await;
         match ended {
             Ended::Done | Ended::NoContent => break,
