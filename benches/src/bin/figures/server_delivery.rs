@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
-use crate::workloads::{Measured, Scale, current_thread, region};
+use crate::workloads::{Measured, Scale, region, start_server};
 
 /// Bytes of the `pad` field of every published event.
 const PAD: usize = 256;
@@ -25,11 +25,7 @@ pub(crate) fn run(scale: Scale) -> anyhow::Result<Measured> {
         Scale::Quick => (20usize, 2u64, 5u64),
         Scale::Full => (1_000, 3, 20),
     };
-    let rt = current_thread()?;
-    let running = rt.block_on(server::start(
-        server::ServerConfig::default(),
-        "127.0.0.1:0".parse()?,
-    ))?;
+    let (rt, running) = start_server()?;
     let addr = running.local_addr();
     let (measure_tx, measure_rx) = tokio::sync::oneshot::channel::<()>();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -73,9 +69,9 @@ pub(crate) fn run(scale: Scale) -> anyhow::Result<Measured> {
     })
 }
 
-/// Opens `n` event streams on `/sse/notifications`, each read up to the end of its `retry:`
-/// preamble (the stream is then idle until the next broadcast).
-fn open_streams(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<TcpStream>> {
+/// Opens `n` event streams on `/sse/notifications` with blocking sockets, each read up to
+/// the end of its `retry:` preamble (the stream is then idle until the next broadcast).
+pub(crate) fn open_streams(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<TcpStream>> {
     let request = format!(
         "GET /sse/notifications HTTP/1.1\r\nhost: {addr}\r\naccept: text/event-stream\r\n\r\n"
     );

@@ -174,6 +174,17 @@ pub(crate) fn region(
     ))
 }
 
+/// rt-server with its defaults on a loopback port, started on a current-thread runtime of
+/// its own (its tasks run while a thread is in that runtime's `block_on`).
+pub(crate) fn start_server() -> anyhow::Result<(Runtime, server::RunningServer)> {
+    let rt = current_thread()?;
+    let running = rt.block_on(server::start(
+        server::ServerConfig::default(),
+        "127.0.0.1:0".parse()?,
+    ))?;
+    Ok((rt, running))
+}
+
 pub(crate) fn current_thread() -> anyhow::Result<Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -479,16 +490,11 @@ fn ws_client(scale: Scale) -> anyhow::Result<Measured> {
 /// rt-server on a current-thread runtime of its own thread; this thread opens `streams` SSE
 /// streams with blocking sockets (which allocate nothing) and reads each one's first bytes.
 fn server_sse(scale: Scale) -> anyhow::Result<Measured> {
-    use std::io::Read as _;
     let streams = match scale {
         Scale::Quick => 50usize,
         Scale::Full => 1_000,
     };
-    let rt = current_thread()?;
-    let running = rt.block_on(server::start(
-        server::ServerConfig::default(),
-        "127.0.0.1:0".parse()?,
-    ))?;
+    let (rt, running) = start_server()?;
     let addr = running.local_addr();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
@@ -497,31 +503,7 @@ fn server_sse(scale: Scale) -> anyhow::Result<Measured> {
             running.shutdown(std::time::Duration::from_secs(5)).await;
         });
     });
-    let request = format!(
-        "GET /sse/notifications HTTP/1.1\r\nhost: {addr}\r\naccept: text/event-stream\r\n\r\n"
-    );
-    let open = |n: usize| -> anyhow::Result<Vec<StdTcpStream>> {
-        let mut opened = Vec::with_capacity(n);
-        for _ in 0..n {
-            let mut s = StdTcpStream::connect(addr)?;
-            s.write_all(request.as_bytes())?;
-            let mut buf = [0u8; 1024];
-            let mut seen = 0;
-            // The head and the `retry:` hint: the stream is open and idle after them.
-            while !buf[..seen].windows(7).any(|w| w == b"retry: ") {
-                let n = s.read(&mut buf[seen..])?;
-                if n == 0 || seen + n == buf.len() {
-                    bail!(
-                        "the server did not open the stream: {}",
-                        String::from_utf8_lossy(&buf[..seen + n])
-                    );
-                }
-                seen += n;
-            }
-            opened.push(s);
-        }
-        Ok(opened)
-    };
+    let open = |n: usize| crate::server_delivery::open_streams(addr, n);
     // Warm up the server's slabs and buffers, then measure streams opened on top.
     let warm = open(streams / 10)?;
     std::thread::sleep(std::time::Duration::from_millis(200));
