@@ -10,21 +10,23 @@ const WINDOW: u64 = 1024;
 
 /// Tracks one stream's sequence numbers (expected to start at `first`).
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct SeqTracker {
     /// Next sequence number expected in order.
     next: u64,
-    /// A ring of the last [`WINDOW`] numbers: bit `n % WINDOW` set means `n` was received,
-    /// for `n` in `next - WINDOW .. next`. Numbers entering the window take the slots of
-    /// those leaving it, so an in-order number costs one bit, not a shift of the window.
-    seen: [u64; (WINDOW / 64) as usize],
+    /// Numbers received (duplicates included).
+    pub received: u64,
     /// Outstanding gaps (missing numbers below `next`).
     pub gaps: u64,
     /// Numbers received twice.
     pub duplicates: u64,
     /// Numbers received after a higher one.
     pub out_of_order: u64,
-    /// Numbers received (duplicates included).
-    pub received: u64,
+    /// A ring of the last [`WINDOW`] numbers: bit `n % WINDOW` set means `n` was received,
+    /// for `n` in `next - WINDOW .. next`. Numbers entering the window take the slots of
+    /// those leaving it, so an in-order number costs one bit, not a shift of the window.
+    /// Last in the `repr(C)` layout: an in-order number touches the counters and one word.
+    seen: [u64; (WINDOW / 64) as usize],
 }
 
 impl SeqTracker {
@@ -102,7 +104,9 @@ impl SeqTracker {
 /// source, so that the sources' interleaving is neither disorder nor gaps. With one source
 /// (the usual case) it is one inline tracker and allocates nothing.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct Sequences {
+    /// Source 0 (the only one of most streams).
     first: SeqTracker,
     /// Sources `1..n`, created when the stream is known to interleave.
     rest: Vec<SeqTracker>,

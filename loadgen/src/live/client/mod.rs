@@ -67,32 +67,62 @@ pub(crate) async fn stopped(stop: &mut Stop) {
 }
 
 /// Runs `work` to completion unless `stop` is raised first (`None`). The stop signal is
-/// polled until it holds the task's waker and afterwards only checked (one atomic load), so a
-/// connection woken for every event does not lock the signal's waiter list on each wake-up.
+/// checked as [`StopArming`] does, so a connection woken for every event does not lock the
+/// signal's waiter list on each wake-up.
 pub(crate) async fn unless_stopped<F: std::future::Future>(
     stop: &Stop,
     work: F,
 ) -> Option<F::Output> {
-    let mut check = stop.clone();
+    let mut arming = StopArming::new(stop);
     let mut waiting = stop.clone();
     let mut stop_raised = std::pin::pin!(stopped(&mut waiting));
     let mut work = std::pin::pin!(work);
-    let mut armed = false;
     std::future::poll_fn(|cx| {
-        // Any change (or a gone sender) re-polls the signal, which holds the waker again.
-        if armed && check.has_changed().unwrap_or(true) {
-            armed = false;
-            let _ = check.borrow_and_update();
-        }
-        if !armed {
-            if stop_raised.as_mut().poll(cx).is_ready() {
-                return std::task::Poll::Ready(None);
-            }
-            armed = true;
+        if arming.raised(stop_raised.as_mut(), cx) {
+            return std::task::Poll::Ready(None);
         }
         work.as_mut().poll(cx).map(Some)
     })
     .await
+}
+
+/// Whether a stop signal was raised, asked on every wake-up of a task: the signal's future is
+/// polled until it holds the task's waker, afterwards only the signal's version is checked
+/// (one atomic load) until it changes.
+pub(crate) struct StopArming {
+    check: Stop,
+    /// The signal's future holds the task's waker and the signal has not changed since.
+    armed: bool,
+}
+
+impl StopArming {
+    pub(crate) fn new(stop: &Stop) -> Self {
+        Self {
+            check: stop.clone(),
+            armed: false,
+        }
+    }
+
+    /// Whether the signal was raised; `stop_raised` is [`stopped`] on another receiver of the
+    /// same signal, pinned by the caller, and is never polled again once this is `true`.
+    pub(crate) fn raised(
+        &mut self,
+        stop_raised: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+        cx: &mut std::task::Context<'_>,
+    ) -> bool {
+        // Any change (or a gone sender) re-polls the signal, which holds the waker again.
+        if self.armed && self.check.has_changed().unwrap_or(true) {
+            self.armed = false;
+            let _ = self.check.borrow_and_update();
+        }
+        if !self.armed {
+            if stop_raised.poll(cx).is_ready() {
+                return true;
+            }
+            self.armed = true;
+        }
+        false
+    }
 }
 
 /// A deadline a connection may not have (`hold`, `churn`): pending forever when unset. The
@@ -108,9 +138,14 @@ impl Deadline {
 
     /// Completes once the deadline passed; never when there is none.
     pub(crate) async fn reached(&mut self) {
+        std::future::poll_fn(|cx| self.poll_reached(cx)).await;
+    }
+
+    /// Ready once the deadline passed (again on every later poll); never when there is none.
+    pub(crate) fn poll_reached(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
         match &mut self.0 {
-            Some(sleep) => sleep.as_mut().await,
-            None => std::future::pending().await,
+            Some(sleep) => sleep.as_mut().poll(cx),
+            None => std::task::Poll::Pending,
         }
     }
 }
@@ -291,22 +326,24 @@ impl RunCtx {
 
 /// What one connection tracks across its reconnects, for loss and latency accounting.
 #[derive(Debug)]
+/// In declaration order (`repr(C)`): what every message touches first.
+#[repr(C)]
 pub(crate) struct Track {
-    /// This connection's index over the whole run.
-    pub(crate) conn: u64,
-    /// Sequence accounting of the measured messages.
+    /// Sequence accounting of the measured messages (first: every message touches it).
     pub(crate) tracker: Sequences,
-    /// Start of the current connection attempt.
-    pub(crate) attempt_at: Instant,
     /// When the previous stream dropped (for `reconnect` latency).
     pub(crate) dropped_at: Option<Instant>,
+    /// This connection's index over the whole run.
+    pub(crate) conn: u64,
+    got_first: bool,
+    /// The first attempt has finished (counted in `first_attempts`).
+    attempted: bool,
+    /// Start of the current connection attempt.
+    pub(crate) attempt_at: Instant,
     /// Messages this connection sent.
     pub(crate) sent: u64,
     /// When the current stream's previous measured message arrived (`interarrival`).
     pub(crate) last_message_at: Option<Instant>,
-    got_first: bool,
-    /// The first attempt has finished (counted in `first_attempts`).
-    attempted: bool,
 }
 
 impl Track {

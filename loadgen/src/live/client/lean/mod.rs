@@ -116,30 +116,36 @@ impl EventStream {
     /// Hands the body bytes of the next read (the bytes that came with the head, first) to
     /// `out`. Cancel-safe: a poll either reads and decodes, or reads nothing.
     pub(crate) async fn read(&mut self, out: &mut (dyn FnMut(&[u8]) + Send)) -> Read {
+        std::future::poll_fn(|cx| self.poll_read(cx, out)).await
+    }
+
+    /// One read of [`EventStream::read`]: `Pending` (the task's waker kept by the socket)
+    /// when nothing is there to read.
+    pub(crate) fn poll_read(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        out: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Poll<Read> {
         if !self.leftover.is_empty() {
             let bytes = std::mem::take(&mut self.leftover);
-            return decode(&mut self.body, &bytes, out);
+            return Poll::Ready(decode(&mut self.body, &bytes, out));
         }
         if matches!(self.body, Body::Length(0)) {
-            return Read::End;
+            return Poll::Ready(Read::End);
         }
-        let (stream, body) = (&mut self.stream, &mut self.body);
-        std::future::poll_fn(|cx| {
-            // Not zeroed: a plain socket read writes what it fills (zeroing 4 KiB cost more
-            // than the rest of an event's handling); TLS initialises what it needs.
-            let mut bytes = [MaybeUninit::<u8>::uninit(); READ_BUF];
-            let mut buf = ReadBuf::uninit(&mut bytes);
-            match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(Err(e)) => Poll::Ready(Read::Broken(e.to_string())),
-                Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(match body {
-                    Body::Close => Read::End,
-                    _ => Read::Broken("connection closed inside the body".to_owned()),
-                }),
-                Poll::Ready(Ok(())) => Poll::Ready(decode(body, buf.filled(), out)),
-            }
-        })
-        .await
+        // Not zeroed: a plain socket read writes what it fills (zeroing 4 KiB cost more than
+        // the rest of an event's handling); TLS initialises what it needs.
+        let mut bytes = [MaybeUninit::<u8>::uninit(); READ_BUF];
+        let mut buf = ReadBuf::uninit(&mut bytes);
+        match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Read::Broken(e.to_string())),
+            Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(match self.body {
+                Body::Close => Read::End,
+                _ => Read::Broken("connection closed inside the body".to_owned()),
+            }),
+            Poll::Ready(Ok(())) => Poll::Ready(decode(&mut self.body, buf.filled(), out)),
+        }
     }
 }
 
