@@ -4,6 +4,7 @@
 //! [`Parser`] for the exact list.
 
 mod encoder;
+mod event_id;
 mod parser;
 
 pub use encoder::{EncodeError, encode_comment, encode_event, encode_retry};

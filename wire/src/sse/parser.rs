@@ -23,6 +23,8 @@
 //! Bytes are decoded as UTF-8 with replacement characters per line; line ends are ASCII, so no
 //! multi-byte sequence is ever split by this.
 
+use super::event_id::EventId;
+
 /// Default limit for one event's buffered bytes (line plus data): 1 MiB.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
 
@@ -84,7 +86,7 @@ pub struct Parser {
     /// Event type buffer.
     event_type: String,
     /// Last event ID string: the buffer as of the last dispatch; sent as `Last-Event-ID`.
-    last_event_id: String,
+    last_event_id: EventId,
     max_event_bytes: usize,
     /// The previous chunk ended in CR: a leading LF of the next chunk belongs to it.
     after_cr: bool,
@@ -125,7 +127,7 @@ impl Parser {
             event_type: String::new(),
             id_buffer: String::new(),
             id_pending: false,
-            last_event_id: String::new(),
+            last_event_id: EventId::default(),
             retry_ms: None,
             after_cr: false,
             at_stream_start: true,
@@ -144,7 +146,7 @@ impl Parser {
     /// line). This is what to send as `Last-Event-ID` when reconnecting.
     #[must_use]
     pub fn last_event_id(&self) -> &str {
-        &self.last_event_id
+        self.last_event_id.as_str()
     }
 
     /// The last event ID *buffer*: the latest `id:` value, dispatched or not.
@@ -153,7 +155,7 @@ impl Parser {
         if self.id_pending {
             &self.id_buffer
         } else {
-            &self.last_event_id
+            self.last_event_id.as_str()
         }
     }
 
@@ -398,15 +400,10 @@ impl Parser {
         // WHATWG step 1: the string takes the buffer's value on every dispatch, even one that
         // fires no event.
         if let Some(id) = borrowed.id.take() {
-            if self.last_event_id != id {
-                self.last_event_id.clear();
-                self.last_event_id.push_str(id);
-            }
+            self.last_event_id.set(id);
         } else if self.id_pending {
             self.id_pending = false;
-            if self.last_event_id != self.id_buffer {
-                self.last_event_id.clone_from(&self.id_buffer);
-            }
+            self.last_event_id.set(&self.id_buffer);
         }
         let event_type = borrowed.event_type.take();
         let data = match borrowed.data.take() {
@@ -430,7 +427,7 @@ impl Parser {
         on_event(EventRef {
             event_type,
             data,
-            last_event_id: &self.last_event_id,
+            last_event_id: self.last_event_id.as_str(),
         });
         self.data.clear();
         self.event_type.clear();
