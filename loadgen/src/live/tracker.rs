@@ -122,6 +122,13 @@ impl Default for Sequences {
 }
 
 impl Sequences {
+    /// Reads what an in-order number reads (counters, both lines of the window), so that a
+    /// caller can start a stream's cache misses together (see `wire::sse::Parser::touch`).
+    pub fn touch(&self) {
+        let t = &self.first;
+        std::hint::black_box((t.next, t.seen[0], t.seen[t.seen.len() - 1]));
+    }
+
     /// Records `seq` of a stream interleaving `sources` sources (1: not interleaved).
     pub fn observe(&mut self, seq: u64, sources: u64) {
         if sources <= 1 {

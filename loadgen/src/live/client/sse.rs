@@ -284,6 +284,7 @@ impl Conn {
                 && !*self.ctx.stop_sending.borrow();
             // Events are fed to `self` while the read is pending, so the sender starts after.
             let step = std::future::poll_fn(|cx| {
+                self.touch();
                 if arming.raised(stop_raised.as_mut(), cx) || hold.poll_reached(cx).is_ready() {
                     return Poll::Ready(Step::End(Ended::Done));
                 }
@@ -343,6 +344,19 @@ impl Conn {
         {
             task.abort();
         }
+    }
+
+    /// Reads the state an event will need (this struct's first line, the parser, the
+    /// sequence window), so that its cache misses overlap with each other instead of
+    /// stalling one by one while the event is handled.
+    fn touch(&self) {
+        std::hint::black_box((
+            Arc::as_ptr(&self.ctx),
+            Arc::as_ptr(&self.group),
+            self.track.dropped_at,
+        ));
+        self.parser.touch();
+        self.track.tracker.touch();
     }
 
     /// Feeds bytes to the parser and accounts for every event; `false` on a broken stream.
