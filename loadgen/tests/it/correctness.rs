@@ -653,6 +653,55 @@ expect = "publisher:ws"
 }
 
 #[tokio::test]
+async fn held_sse_streams_close_after_their_hold_time_while_the_run_goes_on() {
+    let server = server::start(server::ServerConfig::default(), ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("server");
+    let dir = support::temp_dir("hold");
+    let scenario = support::scenario(
+        r#"
+[run]
+duration = "2s"
+
+[[publishers]]
+name = "http"
+protocol = "http"
+path = "/sse/notifications"
+rate = 50
+
+[[clients]]
+name = "held"
+protocol = "sse"
+path = "/sse/notifications"
+count = 3
+hold = "400ms"
+events = ["notification"]
+expect = "publisher:http"
+"#,
+    );
+    let report = loadgen::run(support::options(scenario, Some(server.local_addr()), &dir))
+        .await
+        .expect("runs");
+    let c = report.counters;
+    assert_eq!(
+        (c.connections_established, c.reconnects, c.streams_dropped),
+        (3, 0, 0),
+        "each stream opened once and was closed by loadgen, not dropped: {c:?}"
+    );
+    // Open 400 ms of a 2 s run at 50 messages/s: about 20 messages each, 100 if held to the end.
+    assert!(
+        c.messages_received > 0 && c.messages_received <= 3 * 40,
+        "the streams closed after their hold time: {c:?}"
+    );
+    assert_eq!(
+        (c.lost(), c.gaps),
+        (0, 0),
+        "a held stream expects what was published while it was open: {c:?}"
+    );
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
 async fn calibrate_compares_the_same_messages_the_server_timed() {
     let dir = support::temp_dir("calibrate");
     let options = loadgen::live::calibrate::CalibrateOptions {
