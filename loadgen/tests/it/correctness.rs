@@ -494,9 +494,7 @@ async fn events_flowing(server: &server::RunningServer) {
 
 #[tokio::test]
 async fn a_target_dying_mid_run_ends_it_with_exit_code_3_and_results_written() {
-    let server = server::start(server::ServerConfig::default(), ([127, 0, 0, 1], 0).into())
-        .await
-        .expect("server");
+    let server = support::rt_server().await;
     let addr = server.local_addr();
     let dir = support::temp_dir("dies");
     let scenario = support::scenario(&one_client(
@@ -530,9 +528,7 @@ async fn a_target_dying_mid_run_ends_it_with_exit_code_3_and_results_written() {
 
 #[tokio::test]
 async fn an_interrupted_run_writes_what_it_gathered() {
-    let server = server::start(server::ServerConfig::default(), ([127, 0, 0, 1], 0).into())
-        .await
-        .expect("server");
+    let server = support::rt_server().await;
     let dir = support::temp_dir("interrupt");
     let scenario = support::scenario(&one_client(
         "/sse/counter?interval_ms=20",
@@ -587,11 +583,10 @@ fn a_scenario_needing_more_files_than_allowed_is_refused_with_exit_code_2() {
 
 #[tokio::test]
 async fn churning_sse_clients_resume_gap_free_and_a_ws_publisher_feeds_ws_clients() {
-    let server = server::start(server::ServerConfig::default(), ([127, 0, 0, 1], 0).into())
-        .await
-        .expect("server");
-    let dir = support::temp_dir("churn");
-    let scenario = support::scenario(
+    let server = support::rt_server().await;
+    let report = support::run_against(
+        &server,
+        "churn",
         r#"
 [run]
 duration = "2s"
@@ -626,10 +621,8 @@ count = 3
 types = ["chat"]
 expect = "publisher:ws"
 "#,
-    );
-    let report = loadgen::run(support::options(scenario, Some(server.local_addr()), &dir))
-        .await
-        .expect("runs");
+    )
+    .await;
     let c = report.counters;
     assert!(
         c.reconnects >= 3 * 5,
@@ -654,11 +647,10 @@ expect = "publisher:ws"
 
 #[tokio::test]
 async fn held_sse_streams_close_after_their_hold_time_while_the_run_goes_on() {
-    let server = server::start(server::ServerConfig::default(), ([127, 0, 0, 1], 0).into())
-        .await
-        .expect("server");
-    let dir = support::temp_dir("hold");
-    let scenario = support::scenario(
+    let server = support::rt_server().await;
+    let report = support::run_against(
+        &server,
+        "hold",
         r#"
 [run]
 duration = "2s"
@@ -678,10 +670,8 @@ hold = "400ms"
 events = ["notification"]
 expect = "publisher:http"
 "#,
-    );
-    let report = loadgen::run(support::options(scenario, Some(server.local_addr()), &dir))
-        .await
-        .expect("runs");
+    )
+    .await;
     let c = report.counters;
     assert_eq!(
         (c.connections_established, c.reconnects, c.streams_dropped),

@@ -191,10 +191,7 @@ async fn connections_leave_from_every_source_address_round_robin() {
 
 /// Rooms members on the real server: `room` is the room template of every connection.
 async fn rooms_run(room: &str) -> loadgen::results::report::Report {
-    let server = server::start(server::ServerConfig::default(), ([127, 0, 0, 1], 0).into())
-        .await
-        .expect("server");
-    let dir = support::temp_dir("rooms-templates");
+    let server = support::rt_server().await;
     let text = format!(
         r#"
 [run]
@@ -212,13 +209,7 @@ types = ["broadcast"]
 expect = "peers"
 "#
     );
-    let report = loadgen::run(support::options(
-        support::scenario(&text),
-        Some(server.local_addr()),
-        &dir,
-    ))
-    .await
-    .expect("runs");
+    let report = support::run_against(&server, "rooms-templates", &text).await;
     server.shutdown(std::time::Duration::from_secs(2)).await;
     report
 }

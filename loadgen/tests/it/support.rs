@@ -163,6 +163,25 @@ pub(crate) fn options(scenario: Scenario, target: Option<SocketAddr>, out: &Path
     }
 }
 
+/// rt-server with its defaults on a loopback port, in this process.
+pub(crate) async fn rt_server() -> server::RunningServer {
+    server::start(server::ServerConfig::default(), ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("server")
+}
+
+/// Runs the inline scenario `text` against `server`, quietly, into a temp dir named `name`.
+pub(crate) async fn run_against(
+    server: &server::RunningServer,
+    name: &str,
+    text: &str,
+) -> loadgen::results::report::Report {
+    let dir = temp_dir(name);
+    loadgen::run(options(scenario(text), Some(server.local_addr()), &dir))
+        .await
+        .expect("runs")
+}
+
 /// Parses a scenario given inline.
 pub(crate) fn scenario(text: &str) -> Scenario {
     loadgen::scenario::parse(text, Path::new("inline.toml")).expect("valid inline scenario")
