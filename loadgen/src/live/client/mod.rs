@@ -324,9 +324,9 @@ impl RunCtx {
     }
 }
 
-/// What one connection tracks across its reconnects, for loss and latency accounting.
+/// What one connection tracks across its reconnects, for loss and latency accounting. Fields
+/// in declaration order (`repr(C)`), what every message touches first.
 #[derive(Debug)]
-/// In declaration order (`repr(C)`): what every message touches first.
 #[repr(C)]
 pub(crate) struct Track {
     /// Sequence accounting of the measured messages (first: every message touches it).
