@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::live::client::publisher::SeqPlan;
+use crate::live::client::send_runtime::SendRuntime;
 use crate::live::client::{self, Ctx, GroupRun, RunCtx, Signals};
 use crate::live::deployment::{self, Deployment};
 use crate::live::host::{self, FdLimitError};
@@ -252,7 +253,10 @@ async fn run_in(opts: RunOptions, run_dir: PathBuf) -> Result<Report, RunError> 
     let ctx: Ctx = Arc::new(run_ctx);
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let shards = Shards::new(cores * 2);
-    let (mut tasks, last_arrival) = spawn_load(&opts.scenario, &ctx, &shards, t0);
+    let send_runtime = SendRuntime::start()
+        .map_err(|e| TargetError::Start(format!("cannot start the publishers' thread: {e}")))?;
+    let (mut tasks, last_arrival) =
+        spawn_load(&opts.scenario, &ctx, &shards, t0, send_runtime.handle());
     let target_failed: Arc<Mutex<Option<String>>> = Arc::default();
     let reporter = reporter::Reporter::start(reporter::ReporterArgs {
         raw: raw_writer,
@@ -479,13 +483,14 @@ async fn start_target(
     Ok(Deployment::bundled(&exe, &opts.scenario.server, connector).await?)
 }
 
-/// Spawns every connection at its arrival time and every publisher; returns the tasks and
-/// the last arrival offset.
+/// Spawns every connection at its arrival time and every publisher (on `publishers`, see
+/// [`SendRuntime`]); returns the tasks and the last arrival offset.
 fn spawn_load(
     scenario: &Scenario,
     ctx: &Ctx,
     shards: &Shards,
     t0: Instant,
+    publishers: &tokio::runtime::Handle,
 ) -> (JoinSet<()>, Duration) {
     let mut tasks = JoinSet::new();
     let mut last_arrival = Duration::ZERO;
@@ -537,7 +542,10 @@ fn spawn_load(
             SeqPlan::WHOLE
         };
         let (ctx, stats) = (Arc::clone(ctx), shards.for_index(pi));
-        tasks.spawn(client::publisher::run(ctx, p.clone(), pi, stats, seqs));
+        tasks.spawn_on(
+            client::publisher::run(ctx, p.clone(), pi, stats, seqs),
+            publishers,
+        );
     }
     (tasks, last_arrival)
 }

@@ -7,6 +7,7 @@ pub(crate) mod post;
 pub(crate) mod publisher;
 pub(crate) mod request;
 pub(crate) mod schedule;
+pub(crate) mod send_runtime;
 pub(crate) mod sse;
 pub(crate) mod timer;
 pub(crate) mod ws;
