@@ -6,23 +6,23 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::backoff::Backoff;
+use super::json_fields::{self, Found, Pointer};
 use super::request::Rendered;
 use super::schedule::{Schedule, Slot};
 use super::{
     ConnectError, Ctx, Deadline, GroupRun, Outgoing, Stop, elapsed_us, fastrand_fraction,
-    missed_of, read_stamp, stamped_message, stopped,
+    stamped_message, stopped,
 };
 use crate::live::stats::Shard;
 use crate::live::transport::{Alpn, Stream};
 use crate::scenario::template::Vars;
-use crate::scenario::{Expect, StampKind};
+use crate::scenario::{ClientGroup, Expect, StampKind, StampSpec};
 
 /// Client WebSocket settings: 1 KiB read buffer (tungstenite's default is 128 KiB; it grows to a
 /// message's length when one is larger, and tungstenite zero-fills all of it before each read),
@@ -85,16 +85,6 @@ const DEFAULT_RETRY: Duration = Duration::from_secs(1);
 
 /// Longest wait for the server's half of the close handshake.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-
-/// A message of an unstamped socket.
-enum Unstamped {
-    /// The server's `lagged` notice.
-    Notice,
-    /// Not one of the group's `types`.
-    Filtered,
-    /// Counted.
-    Measured,
-}
 
 enum Ended {
     /// The run (or hold time) is over.
@@ -322,36 +312,39 @@ impl Conn {
         let Some(text) = spec.frame.payload(text) else {
             return;
         };
-        if spec.stamp.kind == StampKind::None {
-            match self.unstamped_kind(text) {
-                Unstamped::Notice => {} // a `lagged` notice: counted below as server drops
-                Unstamped::Filtered => return,
-                Unstamped::Measured => {
-                    let bytes = text.len() as u64;
-                    self.track.unstamped(&self.ctx, &self.shard, None, bytes);
-                    return;
-                }
+        let fields = &self.group.ws_fields;
+        let unstamped = spec.stamp.kind == StampKind::None;
+        let Ok([kind, notice, missed, seq, ts]) = fields.read(text) else {
+            // Not JSON: an unstamped socket counts it unless `types` filters (it has no type).
+            if unstamped && spec.types.is_empty() {
+                let bytes = text.len() as u64;
+                self.track.unstamped(&self.ctx, &self.shard, None, bytes);
+            } else if !unstamped && !matches!(spec.expect, Expect::Nothing) {
+                self.shard.count(|c| c.parse_errors += 1);
             }
-        }
-        let Ok(value) = serde_json::from_str::<Value>(text) else {
-            if matches!(spec.expect, Expect::Nothing) {
-                return;
-            }
-            self.shard.count(|c| c.parse_errors += 1);
             return;
         };
-        let kind = value
-            .pointer(&spec.frame.type_pointer)
-            .and_then(Value::as_str);
-        if value.get("type").and_then(Value::as_str) == Some("lagged") {
-            let missed = missed_of(&value);
+        if notice.as_str() == Some("lagged") {
+            let missed = match missed {
+                Found::U64(n) => n,
+                _ => 0,
+            };
             self.shard.count(|c| c.server_drops += missed);
             return;
         }
-        if !spec.types.is_empty() && !kind.is_some_and(|k| spec.types.iter().any(|t| t == k)) {
+        if !spec.types.is_empty()
+            && !kind
+                .as_str()
+                .is_some_and(|k| spec.types.iter().any(|t| t == k))
+        {
             return;
         }
-        let stamp = match read_stamp(&value, &spec.stamp) {
+        let bytes = text.len() as u64;
+        if unstamped {
+            self.track.unstamped(&self.ctx, &self.shard, None, bytes);
+            return;
+        }
+        let stamp = match fields.stamp(seq, ts) {
             None => return,
             Some(Err(_)) => {
                 self.shard.count(|c| c.parse_errors += 1);
@@ -360,36 +353,86 @@ impl Conn {
             Some(Ok(stamp)) => stamp,
         };
         let now_us = self.ctx.clock.now_us();
-        let bytes = text.len() as u64;
         self.track
             .measured(&self.ctx, &self.shard, &self.group, stamp, bytes, now_us);
     }
 
-    /// What a message of an unstamped socket is (any text counts unless `types` filters it).
-    fn unstamped_kind(&self, text: &str) -> Unstamped {
-        let types = &self.group.spec.types;
-        let value = serde_json::from_str::<Value>(text).ok();
-        let kind = value.as_ref().and_then(|v| {
-            v.pointer(&self.group.spec.frame.type_pointer)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        });
-        let notice = value
-            .as_ref()
-            .and_then(|v| v.get("type"))
-            .and_then(Value::as_str)
-            == Some("lagged");
-        if notice {
-            Unstamped::Notice
-        } else if !types.is_empty() && !kind.is_some_and(|k| types.contains(&k)) {
-            Unstamped::Filtered
-        } else {
-            Unstamped::Measured
+    fn finish(&mut self) {
+        self.track.settle(&self.ctx, &self.group, &self.shard);
+    }
+}
+
+/// What the client reads from every message, as JSON pointers parsed once per group: the
+/// type at `frame.type_pointer`, a `lagged` notice's top-level `type` and `missed`, and the
+/// stamp's two fields in the object at `stamp.pointer`.
+#[derive(Debug)]
+pub(crate) struct MessageFields {
+    kind: Pointer,
+    notice: Pointer,
+    missed: Pointer,
+    seq: Pointer,
+    ts: Pointer,
+    seq_name: String,
+    ts_name: String,
+    unit: wire::TimeUnit,
+}
+
+impl MessageFields {
+    /// The fields of `group`'s messages.
+    pub(crate) fn of(group: &ClientGroup) -> Self {
+        Self::new(&group.frame.type_pointer, &group.stamp)
+    }
+
+    /// The type at `type_pointer`, the stamp as `stamp` places it.
+    fn new(type_pointer: &str, stamp: &StampSpec) -> Self {
+        let holder = Pointer::parse(&stamp.pointer);
+        let names = &stamp.fields;
+        Self {
+            kind: Pointer::parse(type_pointer),
+            notice: Pointer::parse("/type"),
+            missed: Pointer::parse("/missed"),
+            seq: holder.member(&names.seq),
+            ts: holder.member(&names.ts),
+            seq_name: names.seq.clone(),
+            ts_name: names.ts.clone(),
+            unit: names.unit,
         }
     }
 
-    fn finish(&mut self) {
-        self.track.settle(&self.ctx, &self.group, &self.shard);
+    /// Type, notice type, missed, seq and ts of `text`, in one pass (see [`json_fields`]).
+    ///
+    /// # Errors
+    /// `text` is not JSON.
+    fn read<'t>(&self, text: &'t str) -> Result<[Found<'t>; 5], serde_json::Error> {
+        json_fields::read(
+            text,
+            [&self.kind, &self.notice, &self.missed, &self.seq, &self.ts],
+        )
+    }
+
+    /// The stamp from what [`Self::read`] found: `None` when the message has neither field
+    /// (or no object at the stamp's pointer), an error naming a field that is missing or not
+    /// a non-negative integer; the time converted to µs.
+    fn stamp(
+        &self,
+        seq: Found<'_>,
+        ts: Found<'_>,
+    ) -> Option<Result<wire::Stamp, wire::StampError>> {
+        let field = |found: Found<'_>, name: &str| match found {
+            Found::U64(v) => Ok(v),
+            Found::Absent => Err(wire::StampError::MissingField(name.to_owned())),
+            Found::Str(_) | Found::Other => Err(wire::StampError::NotAnInteger(name.to_owned())),
+        };
+        if seq == Found::Absent && ts == Found::Absent {
+            return None;
+        }
+        Some(field(seq, &self.seq_name).and_then(|seq| {
+            let ts = field(ts, &self.ts_name)?;
+            Ok(wire::Stamp {
+                seq,
+                ts: self.unit.to_micros(ts),
+            })
+        }))
     }
 }
 
@@ -408,5 +451,98 @@ async fn next_slot(schedule: &mut Option<Schedule>) -> Slot {
     match schedule {
         Some(s) => s.next().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::client::{missed_of, read_stamp};
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn spec(pointer: &str, names: (&str, &str), unit: wire::TimeUnit) -> StampSpec {
+        StampSpec {
+            fields: wire::StampFields {
+                seq: names.0.into(),
+                ts: names.1.into(),
+                unit,
+            },
+            pointer: pointer.into(),
+            kind: StampKind::Json,
+        }
+    }
+
+    /// Type, `lagged` notice, missed and stamp as the client read them from a parsed tree.
+    type Read = (
+        Option<String>,
+        bool,
+        u64,
+        Option<Result<wire::Stamp, wire::StampError>>,
+    );
+
+    fn by_tree(text: &str, type_pointer: &str, stamp: &StampSpec) -> Option<Read> {
+        let value: Value = serde_json::from_str(text).ok()?;
+        Some((
+            value
+                .pointer(type_pointer)
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            value.get("type").and_then(Value::as_str) == Some("lagged"),
+            missed_of(&value),
+            read_stamp(&value, stamp),
+        ))
+    }
+
+    fn in_one_pass(text: &str, fields: &MessageFields) -> Option<Read> {
+        let [kind, notice, missed, seq, ts] = fields.read(text).ok()?;
+        Some((
+            kind.as_str().map(str::to_owned),
+            notice.as_str() == Some("lagged"),
+            match missed {
+                Found::U64(n) => n,
+                _ => 0,
+            },
+            fields.stamp(seq, ts),
+        ))
+    }
+
+    #[test]
+    fn a_pubsub_message_and_a_lagged_notice_read_as_the_tree_reads_them() {
+        let stamp = spec("/data", ("seq", "ts"), wire::TimeUnit::Us);
+        let fields = MessageFields::new("/type", &stamp);
+        for text in [
+            r#"{"type":"message","topic":"tick","data":{"seq":3,"ts":1700000000000000}}"#,
+            r#"{"type":"lagged","missed":12}"#,
+            r#"{"type":"message","data":{"seq":3}}"#,
+            r#"{"type":"message","data":{"seq":"3","ts":1}}"#,
+            r#"{"type":"message","data":[1,2]}"#,
+            "not json",
+        ] {
+            assert_eq!(
+                in_one_pass(text, &fields),
+                by_tree(text, "/type", &stamp),
+                "{text}"
+            );
+        }
+        let read = in_one_pass(r#"{"type":"lagged","missed":12}"#, &fields);
+        assert_eq!(read, Some((Some("lagged".into()), true, 12, None)));
+    }
+
+    proptest! {
+        #[test]
+        fn every_message_reads_as_the_parsed_tree_reads_it(
+            text in crate::live::client::json_fields::tests::json_text(),
+            layout in 0usize..4,
+        ) {
+            let (type_pointer, stamp) = match layout {
+                0 => ("/type", spec("", ("seq", "ts"), wire::TimeUnit::Us)),
+                1 => ("/type", spec("/data", ("seq", "ts"), wire::TimeUnit::Us)),
+                2 => ("/0", spec("/1", ("seq", "ts"), wire::TimeUnit::Ms)),
+                _ => ("/data/0", spec("/data", ("missed", "0"), wire::TimeUnit::Ns)),
+            };
+            let fields = MessageFields::new(type_pointer, &stamp);
+            prop_assert_eq!(in_one_pass(&text, &fields), by_tree(&text, type_pointer, &stamp));
+        }
     }
 }
