@@ -672,9 +672,9 @@ impl Phases<'_> {
         }
     }
 
-    /// Until nothing has arrived for half a second (at most 5 s).
+    /// Until nothing has arrived for half a second (at most [`client::IN_FLIGHT_GRACE`]).
     async fn drain(&self) {
-        let drain_end = Instant::now() + Duration::from_secs(5);
+        let drain_end = Instant::now() + client::IN_FLIGHT_GRACE;
         let mut last = self.ctx.received.load(Ordering::Relaxed);
         let mut quiet_since = Instant::now();
         while Instant::now() < drain_end && quiet_since.elapsed() < Duration::from_millis(500) {

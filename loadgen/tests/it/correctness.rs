@@ -691,6 +691,48 @@ expect = "publisher:http"
     server.shutdown(Duration::from_secs(1)).await;
 }
 
+/// Every echo is held 800 ms by the server, longer than the 500 ms between sends, so some
+/// echo is always on its way: a socket that closed at its hold time at once lost one each time.
+#[tokio::test]
+async fn a_held_socket_waits_for_the_echoes_on_their_way_before_it_closes() {
+    let server = support::rt_server().await;
+    let report = support::run_against(
+        &server,
+        "hold-echo",
+        r#"
+[run]
+duration = "4s"
+
+[[clients]]
+name = "held"
+protocol = "ws"
+path = "/ws/echo?delay_every=1&delay_ms=800"
+count = 2
+send_rate = 2
+hold = "1500ms"
+latency = "rtt"
+expect = "echo"
+"#,
+    )
+    .await;
+    let c = report.counters;
+    assert!(
+        c.messages_sent >= 2,
+        "each socket sent before its hold time: {c:?}"
+    );
+    assert_eq!(
+        (c.connections_established, c.streams_dropped, c.reconnects),
+        (2, 0, 0),
+        "{c:?}"
+    );
+    assert_eq!(
+        (c.messages_received, c.lost(), c.gaps),
+        (c.messages_sent, 0, 0),
+        "every echo of a message sent before the hold time arrived and was counted: {c:?}"
+    );
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
 #[tokio::test]
 async fn calibrate_compares_the_same_messages_the_server_timed() {
     let dir = support::temp_dir("calibrate");

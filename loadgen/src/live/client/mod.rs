@@ -127,6 +127,10 @@ impl StopArming {
     }
 }
 
+/// Longest wait for messages already sent to arrive: a held stream's last ones
+/// ([`Track::hold_reached`]) and the run's drain before it closes its connections.
+pub(crate) const IN_FLIGHT_GRACE: Duration = Duration::from_secs(5);
+
 /// A deadline a connection may not have (`hold`, `churn`): pending forever when unset. The
 /// timer is boxed and made only when set, so a connection without one carries a pointer
 /// instead of a timer entry for its whole life.
@@ -346,6 +350,9 @@ pub(crate) struct Track {
     pub(crate) sent: u64,
     /// When the current stream's previous measured message arrived (`interarrival`).
     pub(crate) last_message_at: Option<Instant>,
+    /// Set when the `hold` time came: the last number this stream was due by then (see
+    /// [`Track::hold_reached`]).
+    held_due: Option<u64>,
 }
 
 impl Track {
@@ -360,7 +367,31 @@ impl Track {
             last_message_at: None,
             got_first: false,
             attempted: false,
+            held_due: None,
         }
+    }
+
+    /// The `hold` time came: notes the last number this stream is due by now (what its
+    /// publisher has published, or for an echo what it sent; `None` when its numbers cannot
+    /// tell: other shards' messages, or no numbered source). `true`: it may close now; `false`:
+    /// messages due are still on their way and it reads on until [`Track::has_all_due`] or
+    /// [`IN_FLIGHT_GRACE`], sending nothing more. (Closing at once counted a message on its way
+    /// as lost.) The stream then expects exactly what it was due, or more if more arrived.
+    pub(crate) fn hold_reached(&mut self, ctx: &RunCtx, group: &GroupRun) -> bool {
+        self.held_due = match &group.spec.expect {
+            _ if group.deferred || group.sources > 1 => None,
+            Expect::Publisher(_) => group.publisher.map(|p| ctx.published(p)),
+            Expect::Echo => Some(self.sent),
+            _ => None,
+        };
+        self.has_all_due()
+    }
+
+    /// Every number due at the hold time has arrived or been skipped (numbers arrive in
+    /// order, so a later one settles the earlier ones as gaps); `true` without a hold.
+    pub(crate) fn has_all_due(&self) -> bool {
+        self.held_due
+            .is_none_or(|due| self.tracker.next_expected() > due)
     }
 
     /// Counts the end of the first attempt once (the connect phase waits for all).
@@ -468,7 +499,11 @@ impl Track {
                 self.sent
             }
             Expect::Publisher(_) => {
-                let published = group.publisher.map_or(0, |p| ctx.published(p));
+                let published = match self.held_due {
+                    // Closed by its hold: what was due then, and anything newer that came.
+                    Some(due) => due.max(tracker.next_expected().saturating_sub(1)),
+                    None => group.publisher.map_or(0, |p| ctx.published(p)),
+                };
                 tracker.finish(published);
                 published
             }

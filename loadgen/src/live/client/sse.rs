@@ -270,6 +270,8 @@ impl Conn {
     /// the socket once; no futures are made per event.
     async fn read(&mut self, mut body: Body, hold_until: Option<Instant>, stop: &Stop) -> Ended {
         let mut hold = Deadline::at(hold_until);
+        // The hold time came and the stream reads on for messages due (see `hold_reached`).
+        let mut draining = false;
         let mut churn = Deadline::at(self.group.spec.churn.map(|c| Instant::now() + c));
         let sends = self.group.spec.send.is_some();
         let mut arming = StopArming::new(stop);
@@ -285,10 +287,21 @@ impl Conn {
             // Events are fed to `self` while the read is pending, so the sender starts after.
             let step = std::future::poll_fn(|cx| {
                 self.touch();
-                if arming.raised(stop_raised.as_mut(), cx) || hold.poll_reached(cx).is_ready() {
+                if arming.raised(stop_raised.as_mut(), cx) {
                     return Poll::Ready(Step::End(Ended::Done));
                 }
-                if churn.poll_reached(cx).is_ready() {
+                if hold.poll_reached(cx).is_ready() {
+                    if draining || self.track.hold_reached(&self.ctx, &self.group) {
+                        return Poll::Ready(Step::End(Ended::Done));
+                    }
+                    // Messages due are on their way: read on for them, not forever.
+                    draining = true;
+                    hold = Deadline::at(Some(Instant::now() + super::IN_FLIGHT_GRACE));
+                    if hold.poll_reached(cx).is_ready() {
+                        return Poll::Ready(Step::End(Ended::Done));
+                    }
+                }
+                if !draining && churn.poll_reached(cx).is_ready() {
                     return Poll::Ready(Step::End(Ended::Churn));
                 }
                 if let Poll::Ready(ok) = body.poll_next(cx, &mut |data| self.feed(data)) {
@@ -298,7 +311,7 @@ impl Conn {
                         Step::End(Ended::Dropped)
                     });
                 }
-                if may_start && sending_started.as_mut().poll(cx).is_ready() {
+                if may_start && !draining && sending_started.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Step::StartSending);
                 }
                 Poll::Pending
@@ -306,6 +319,7 @@ impl Conn {
             .await;
             match step {
                 Step::End(ended) => return ended,
+                Step::Read if draining && self.track.has_all_due() => return Ended::Done,
                 Step::Read => {}
                 Step::StartSending => self.start_sender(),
             }

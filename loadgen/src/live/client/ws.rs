@@ -214,6 +214,8 @@ impl Conn {
         stop: &mut Stop,
     ) -> Ended {
         let mut hold = Deadline::at(hold_until);
+        // The hold time came and the socket reads on for messages due (see `hold_reached`).
+        let mut draining = false;
         let mut churn = Deadline::at(self.group.spec.churn.map(|c| Instant::now() + c));
         let rate = self.group.spec.send.as_ref().map(|s| s.rate);
         let mut keepalive = self.group.spec.keepalive.as_ref().map(|k| {
@@ -230,26 +232,40 @@ impl Conn {
         loop {
             tokio::select! {
                 () = stopped(stop) => return Ended::Done,
-                () = hold.reached() => return Ended::Done,
-                () = churn.reached() => return Ended::Churn,
-                msg = socket.next() => match msg {
-                    None | Some(Err(_)) => return Ended::Dropped,
-                    Some(Ok(Message::Text(text))) => {
-                        if let Some(answer) = self.reply_to(text.as_str()) {
-                            if socket.send(Message::text(answer)).await.is_err() {
-                                return Ended::Dropped;
+                () = hold.reached() => {
+                    if draining || self.track.hold_reached(&self.ctx, &self.group) {
+                        return Ended::Done;
+                    }
+                    // Messages due are on their way: read on for them, not forever, and
+                    // send nothing more (an echo's due count is what was sent by now).
+                    draining = true;
+                    schedule = None;
+                    hold = Deadline::at(Some(Instant::now() + super::IN_FLIGHT_GRACE));
+                },
+                () = churn.reached(), if !draining => return Ended::Churn,
+                msg = socket.next() => {
+                    match msg {
+                        None | Some(Err(_)) => return Ended::Dropped,
+                        Some(Ok(Message::Text(text))) => {
+                            if let Some(answer) = self.reply_to(text.as_str()) {
+                                if socket.send(Message::text(answer)).await.is_err() {
+                                    return Ended::Dropped;
+                                }
+                            } else {
+                                self.on_text(text.as_str());
                             }
-                        } else {
-                            self.on_text(text.as_str());
                         }
-                    }
-                    Some(Ok(Message::Binary(bytes))) => {
-                        if let Ok(text) = std::str::from_utf8(&bytes) {
-                            self.on_text(text);
+                        Some(Ok(Message::Binary(bytes))) => {
+                            if let Ok(text) = std::str::from_utf8(&bytes) {
+                                self.on_text(text);
+                            }
                         }
+                        Some(Ok(Message::Close(_))) => return Ended::Dropped,
+                        Some(Ok(_)) => {}
                     }
-                    Some(Ok(Message::Close(_))) => return Ended::Dropped,
-                    Some(Ok(_)) => {}
+                    if draining && self.track.has_all_due() {
+                        return Ended::Done;
+                    }
                 },
                 _ = tick(&mut keepalive) => {
                     if let Some((_, text)) = &keepalive
@@ -258,7 +274,7 @@ impl Conn {
                         return Ended::Dropped;
                     }
                 },
-                () = stopped(&mut start_sending), if rate.is_some() && schedule.is_none() && !*self.ctx.stop_sending.borrow() => {
+                () = stopped(&mut start_sending), if rate.is_some() && schedule.is_none() && !draining && !*self.ctx.stop_sending.borrow() => {
                     // Spread the connections' slots over the period (by connection index).
                     let fraction = fastrand_fraction(self.track.conn + 1);
                     schedule = rate.map(|r| Schedule::at_rate(&self.ctx.timer, r, fraction));
