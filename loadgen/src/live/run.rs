@@ -511,7 +511,7 @@ fn spawn_load(
                 .as_ref()
                 .is_some_and(|s| s.defers(&group.expect, publisher, scenario)),
             h2: client::h2pool::H2Pool::default(),
-            ws_fields: client::ws::MessageFields::of(group),
+            fields: client::message_fields::MessageFields::of(group),
         });
         for i in 0..group.count {
             let offset = arrival_offset(group.arrival, i, group.count);

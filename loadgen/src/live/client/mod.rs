@@ -4,6 +4,7 @@ mod backoff;
 pub(crate) mod h2pool;
 pub(crate) mod json_fields;
 pub(crate) mod lean;
+pub(crate) mod message_fields;
 pub(crate) mod post;
 pub(crate) mod publisher;
 pub(crate) mod request;
@@ -590,8 +591,8 @@ pub(crate) struct GroupRun {
     pub(crate) deferred: bool,
     /// SSE over HTTP/2: the group's shared connections.
     pub(crate) h2: h2pool::H2Pool,
-    /// The fields a WebSocket of the group reads from each message.
-    pub(crate) ws_fields: ws::MessageFields,
+    /// Where the group's messages keep their type and stamp.
+    pub(crate) fields: message_fields::MessageFields,
 }
 
 /// Where and how a sent message carries its stamp: the field names and unit, the JSON

@@ -25,7 +25,7 @@ use super::request::Rendered;
 use super::schedule::Schedule;
 use super::{
     ConnectError, Ctx, Deadline, GroupRun, Outgoing, Stop, StopArming, elapsed_us,
-    fastrand_fraction, missed_of, stamp_of_text, stamped_message, stopped, unless_stopped,
+    fastrand_fraction, missed_of, stamped_message, stopped, unless_stopped,
 };
 use crate::live::stats::Shard;
 use crate::live::transport::Alpn;
@@ -448,7 +448,7 @@ impl EventSink<'_> {
             }
         }
         let now_us = self.ctx.clock.now_us();
-        let stamp = stamp_of_text(data, &spec.stamp).and_then(Result::ok);
+        let stamp = self.group.fields.stamp_of(data).and_then(Result::ok);
         let Some(stamp) = stamp else {
             self.shard.count(|c| c.parse_errors += 1);
             return;

@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::backoff::Backoff;
-use super::json_fields::{self, Found, Pointer};
+use super::json_fields::Found;
 use super::request::Rendered;
 use super::schedule::{Schedule, Slot};
 use super::{
@@ -22,7 +22,7 @@ use super::{
 use crate::live::stats::Shard;
 use crate::live::transport::{Alpn, Stream};
 use crate::scenario::template::Vars;
-use crate::scenario::{ClientGroup, Expect, StampKind, StampSpec};
+use crate::scenario::{Expect, StampKind};
 
 /// Client WebSocket settings: 1 KiB read buffer (tungstenite's default is 128 KiB; it grows to a
 /// message's length when one is larger, and tungstenite zero-fills all of it before each read),
@@ -328,7 +328,7 @@ impl Conn {
         let Some(text) = spec.frame.payload(text) else {
             return;
         };
-        let fields = &self.group.ws_fields;
+        let fields = &self.group.fields;
         let unstamped = spec.stamp.kind == StampKind::None;
         let Ok([kind, notice, missed, seq, ts]) = fields.read(text) else {
             // Not JSON: an unstamped socket counts it unless `types` filters (it has no type).
@@ -378,80 +378,6 @@ impl Conn {
     }
 }
 
-/// What the client reads from every message, as JSON pointers parsed once per group: the
-/// type at `frame.type_pointer`, a `lagged` notice's top-level `type` and `missed`, and the
-/// stamp's two fields in the object at `stamp.pointer`.
-#[derive(Debug)]
-pub(crate) struct MessageFields {
-    kind: Pointer,
-    notice: Pointer,
-    missed: Pointer,
-    seq: Pointer,
-    ts: Pointer,
-    seq_name: String,
-    ts_name: String,
-    unit: wire::TimeUnit,
-}
-
-impl MessageFields {
-    /// The fields of `group`'s messages.
-    pub(crate) fn of(group: &ClientGroup) -> Self {
-        Self::new(&group.frame.type_pointer, &group.stamp)
-    }
-
-    /// The type at `type_pointer`, the stamp as `stamp` places it.
-    fn new(type_pointer: &str, stamp: &StampSpec) -> Self {
-        let holder = Pointer::parse(&stamp.pointer);
-        let names = &stamp.fields;
-        Self {
-            kind: Pointer::parse(type_pointer),
-            notice: Pointer::parse("/type"),
-            missed: Pointer::parse("/missed"),
-            seq: holder.member(&names.seq),
-            ts: holder.member(&names.ts),
-            seq_name: names.seq.clone(),
-            ts_name: names.ts.clone(),
-            unit: names.unit,
-        }
-    }
-
-    /// Type, notice type, missed, seq and ts of `text`, in one pass (see [`json_fields`]).
-    ///
-    /// # Errors
-    /// `text` is not JSON.
-    fn read<'t>(&self, text: &'t str) -> Result<[Found<'t>; 5], serde_json::Error> {
-        json_fields::read(
-            text,
-            [&self.kind, &self.notice, &self.missed, &self.seq, &self.ts],
-        )
-    }
-
-    /// The stamp from what [`Self::read`] found: `None` when the message has neither field
-    /// (or no object at the stamp's pointer), an error naming a field that is missing or not
-    /// a non-negative integer; the time converted to µs.
-    fn stamp(
-        &self,
-        seq: Found<'_>,
-        ts: Found<'_>,
-    ) -> Option<Result<wire::Stamp, wire::StampError>> {
-        let field = |found: Found<'_>, name: &str| match found {
-            Found::U64(v) => Ok(v),
-            Found::Absent => Err(wire::StampError::MissingField(name.to_owned())),
-            Found::Str(_) | Found::Other => Err(wire::StampError::NotAnInteger(name.to_owned())),
-        };
-        if seq == Found::Absent && ts == Found::Absent {
-            return None;
-        }
-        Some(field(seq, &self.seq_name).and_then(|seq| {
-            let ts = field(ts, &self.ts_name)?;
-            Ok(wire::Stamp {
-                seq,
-                ts: self.unit.to_micros(ts),
-            })
-        }))
-    }
-}
-
 /// The next keep-alive tick; never completes without a keep-alive.
 async fn tick(keepalive: &mut Option<(tokio::time::Interval, String)>) {
     match keepalive {
@@ -467,98 +393,5 @@ async fn next_slot(schedule: &mut Option<Schedule>) -> Slot {
     match schedule {
         Some(s) => s.next().await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::live::client::{missed_of, read_stamp};
-    use proptest::prelude::*;
-    use serde_json::Value;
-
-    fn spec(pointer: &str, names: (&str, &str), unit: wire::TimeUnit) -> StampSpec {
-        StampSpec {
-            fields: wire::StampFields {
-                seq: names.0.into(),
-                ts: names.1.into(),
-                unit,
-            },
-            pointer: pointer.into(),
-            kind: StampKind::Json,
-        }
-    }
-
-    /// Type, `lagged` notice, missed and stamp as the client read them from a parsed tree.
-    type Read = (
-        Option<String>,
-        bool,
-        u64,
-        Option<Result<wire::Stamp, wire::StampError>>,
-    );
-
-    fn by_tree(text: &str, type_pointer: &str, stamp: &StampSpec) -> Option<Read> {
-        let value: Value = serde_json::from_str(text).ok()?;
-        Some((
-            value
-                .pointer(type_pointer)
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            value.get("type").and_then(Value::as_str) == Some("lagged"),
-            missed_of(&value),
-            read_stamp(&value, stamp),
-        ))
-    }
-
-    fn in_one_pass(text: &str, fields: &MessageFields) -> Option<Read> {
-        let [kind, notice, missed, seq, ts] = fields.read(text).ok()?;
-        Some((
-            kind.as_str().map(str::to_owned),
-            notice.as_str() == Some("lagged"),
-            match missed {
-                Found::U64(n) => n,
-                _ => 0,
-            },
-            fields.stamp(seq, ts),
-        ))
-    }
-
-    #[test]
-    fn a_pubsub_message_and_a_lagged_notice_read_as_the_tree_reads_them() {
-        let stamp = spec("/data", ("seq", "ts"), wire::TimeUnit::Us);
-        let fields = MessageFields::new("/type", &stamp);
-        for text in [
-            r#"{"type":"message","topic":"tick","data":{"seq":3,"ts":1700000000000000}}"#,
-            r#"{"type":"lagged","missed":12}"#,
-            r#"{"type":"message","data":{"seq":3}}"#,
-            r#"{"type":"message","data":{"seq":"3","ts":1}}"#,
-            r#"{"type":"message","data":[1,2]}"#,
-            "not json",
-        ] {
-            assert_eq!(
-                in_one_pass(text, &fields),
-                by_tree(text, "/type", &stamp),
-                "{text}"
-            );
-        }
-        let read = in_one_pass(r#"{"type":"lagged","missed":12}"#, &fields);
-        assert_eq!(read, Some((Some("lagged".into()), true, 12, None)));
-    }
-
-    proptest! {
-        #[test]
-        fn every_message_reads_as_the_parsed_tree_reads_it(
-            text in crate::live::client::json_fields::tests::json_text(),
-            layout in 0usize..4,
-        ) {
-            let (type_pointer, stamp) = match layout {
-                0 => ("/type", spec("", ("seq", "ts"), wire::TimeUnit::Us)),
-                1 => ("/type", spec("/data", ("seq", "ts"), wire::TimeUnit::Us)),
-                2 => ("/0", spec("/1", ("seq", "ts"), wire::TimeUnit::Ms)),
-                _ => ("/data/0", spec("/data", ("missed", "0"), wire::TimeUnit::Ns)),
-            };
-            let fields = MessageFields::new(type_pointer, &stamp);
-            prop_assert_eq!(in_one_pass(&text, &fields), by_tree(&text, type_pointer, &stamp));
-        }
     }
 }
