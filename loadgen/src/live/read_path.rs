@@ -9,7 +9,9 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::client::lean::{self, EventStream, Read};
+use super::client::message_fields::{Classified, MessageFields};
 use super::transport::Stream;
+use crate::scenario::StampSpec;
 
 /// One SSE stream read by the lean client.
 #[derive(Debug)]
@@ -64,5 +66,41 @@ impl WsReader {
     /// The next message, as the WebSocket client reads it.
     pub async fn next(&mut self) -> Option<Result<Message, tungstenite::Error>> {
         self.0.next().await
+    }
+}
+
+/// How the WebSocket client reads each message of a group: one pass for its type, a `lagged`
+/// notice and its stamp (`MessageFields`), as `client::ws` does.
+#[derive(Debug)]
+pub struct WsMessages {
+    fields: MessageFields,
+    types: Vec<String>,
+}
+
+impl WsMessages {
+    /// A group that keeps messages whose type (at `type_pointer`) is one of `types` (all when
+    /// empty) and reads the standard stamp (`seq`, `ts` in µs) in the object at
+    /// `stamp_pointer`.
+    #[must_use]
+    pub fn new(type_pointer: &str, types: &[&str], stamp_pointer: &str) -> Self {
+        let stamp = StampSpec {
+            fields: wire::StampFields::default(),
+            pointer: stamp_pointer.to_owned(),
+            kind: crate::scenario::StampKind::Json,
+        };
+        Self {
+            fields: MessageFields::new(type_pointer, &stamp),
+            types: types.iter().map(|&t| t.to_owned()).collect(),
+        }
+    }
+
+    /// The stamp the client would measure `text` by; `None` for anything it would not
+    /// measure (filtered, a notice, no or a bad stamp, not JSON).
+    #[must_use]
+    pub fn stamp(&self, text: &str) -> Option<wire::Stamp> {
+        match self.fields.classify(text, &self.types) {
+            Classified::Kept(Some(Ok(stamp))) => Some(stamp),
+            _ => None,
+        }
     }
 }

@@ -80,6 +80,24 @@ impl MessageFields {
         }))
     }
 
+    /// What `text` is to a WebSocket client whose group keeps the messages of `types` (all,
+    /// when empty): one pass over the text.
+    pub(crate) fn classify(&self, text: &str, types: &[String]) -> Classified {
+        let Ok([kind, notice, missed, seq, ts]) = self.read(text) else {
+            return Classified::NotJson;
+        };
+        if notice.as_str() == Some("lagged") {
+            return Classified::Lagged(match missed {
+                Found::U64(n) => n,
+                _ => 0,
+            });
+        }
+        if !types.is_empty() && !kind.as_str().is_some_and(|k| types.iter().any(|t| t == k)) {
+            return Classified::Filtered;
+        }
+        Classified::Kept(self.stamp(seq, ts))
+    }
+
     /// The stamp of a message whose only use is its stamp (an SSE event's data): `None` when
     /// it has none or is not JSON. The usual layout (top-level `seq` and `ts` in µs) takes
     /// `wire`'s one-pass reader of compact objects; any other reads the two fields in one pass.
@@ -93,6 +111,19 @@ impl MessageFields {
         let [seq, ts] = json_fields::read(text, [&self.seq, &self.ts]).ok()?;
         self.stamp(seq, ts)
     }
+}
+
+/// What one received message is to a client ([`MessageFields::classify`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Classified {
+    /// Not one JSON value.
+    NotJson,
+    /// The server's `lagged` notice: it dropped this many messages for the connection.
+    Lagged(u64),
+    /// Not one of the group's `types`.
+    Filtered,
+    /// A message the group keeps, with its stamp (`None`: it has none).
+    Kept(Option<Result<wire::Stamp, wire::StampError>>),
 }
 
 #[cfg(test)]
@@ -169,6 +200,36 @@ mod tests {
         }
         let read = in_one_pass(r#"{"type":"lagged","missed":12}"#, &fields);
         assert_eq!(read, Some((Some("lagged".into()), true, 12, None)));
+    }
+
+    #[test]
+    fn a_message_is_kept_filtered_a_notice_or_not_json() {
+        let fields = MessageFields::new("/type", &spec("/data", ("seq", "ts"), wire::TimeUnit::Us));
+        let types = ["message".to_owned()];
+        let kept = r#"{"data":{"seq":4,"ts":9},"topic":"tick","type":"message"}"#;
+        assert_eq!(
+            fields.classify(kept, &types),
+            Classified::Kept(Some(Ok(wire::Stamp { seq: 4, ts: 9 })))
+        );
+        let other = r#"{"topic":"tick","type":"subscribed"}"#;
+        assert_eq!(fields.classify(other, &types), Classified::Filtered);
+        assert_eq!(
+            fields.classify(other, &[]),
+            Classified::Kept(None),
+            "no types: all kept"
+        );
+        let notice = r#"{"type":"lagged","missed":3}"#;
+        assert_eq!(
+            fields.classify(notice, &types),
+            Classified::Lagged(3),
+            "before the filter"
+        );
+        assert_eq!(fields.classify("{\"type\":", &types), Classified::NotJson);
+        let bad = r#"{"data":{"seq":-1,"ts":9},"type":"message"}"#;
+        assert_eq!(
+            fields.classify(bad, &types),
+            Classified::Kept(Some(Err(wire::StampError::NotAnInteger("seq".into()))))
+        );
     }
 
     proptest! {

@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::backoff::Backoff;
-use super::json_fields::Found;
+use super::message_fields::Classified;
 use super::request::Rendered;
 use super::schedule::{Schedule, Slot};
 use super::{
@@ -328,49 +328,28 @@ impl Conn {
         let Some(text) = spec.frame.payload(text) else {
             return;
         };
-        let fields = &self.group.fields;
         let unstamped = spec.stamp.kind == StampKind::None;
-        let Ok([kind, notice, missed, seq, ts]) = fields.read(text) else {
-            // Not JSON: an unstamped socket counts it unless `types` filters (it has no type).
-            if unstamped && spec.types.is_empty() {
-                let bytes = text.len() as u64;
-                self.track.unstamped(&self.ctx, &self.shard, None, bytes);
-            } else if !unstamped && !matches!(spec.expect, Expect::Nothing) {
-                self.shard.count(|c| c.parse_errors += 1);
-            }
-            return;
-        };
-        if notice.as_str() == Some("lagged") {
-            let missed = match missed {
-                Found::U64(n) => n,
-                _ => 0,
-            };
-            self.shard.count(|c| c.server_drops += missed);
-            return;
-        }
-        if !spec.types.is_empty()
-            && !kind
-                .as_str()
-                .is_some_and(|k| spec.types.iter().any(|t| t == k))
-        {
-            return;
-        }
         let bytes = text.len() as u64;
-        if unstamped {
-            self.track.unstamped(&self.ctx, &self.shard, None, bytes);
-            return;
-        }
-        let stamp = match fields.stamp(seq, ts) {
-            None => return,
-            Some(Err(_)) => {
-                self.shard.count(|c| c.parse_errors += 1);
-                return;
+        match self.group.fields.classify(text, &spec.types) {
+            // Not JSON: an unstamped socket counts it unless `types` filters (it has no type).
+            Classified::NotJson if unstamped && spec.types.is_empty() => {
+                self.track.unstamped(&self.ctx, &self.shard, None, bytes);
             }
-            Some(Ok(stamp)) => stamp,
-        };
-        let now_us = self.ctx.clock.now_us();
-        self.track
-            .measured(&self.ctx, &self.shard, &self.group, stamp, bytes, now_us);
+            Classified::NotJson if unstamped || matches!(spec.expect, Expect::Nothing) => {}
+            Classified::NotJson | Classified::Kept(Some(Err(_))) if !unstamped => {
+                self.shard.count(|c| c.parse_errors += 1);
+            }
+            Classified::Lagged(missed) => self.shard.count(|c| c.server_drops += missed),
+            Classified::Kept(_) if unstamped => {
+                self.track.unstamped(&self.ctx, &self.shard, None, bytes);
+            }
+            Classified::Kept(Some(Ok(stamp))) => {
+                let now_us = self.ctx.clock.now_us();
+                self.track
+                    .measured(&self.ctx, &self.shard, &self.group, stamp, bytes, now_us);
+            }
+            Classified::NotJson | Classified::Filtered | Classified::Kept(_) => {}
+        }
     }
 
     fn finish(&mut self) {
