@@ -227,12 +227,17 @@ impl Accounting {
     }
 
     fn message(&mut self, shard: &Shard, text: &str) {
-        match wire::Stamp::decode(text) {
-            Ok(stamp) => {
+        self.stamp(shard, wire::Stamp::decode(text).ok());
+    }
+
+    /// Sequence and latency of a message read elsewhere (`None`: it had no valid stamp).
+    fn stamp(&mut self, shard: &Shard, stamp: Option<wire::Stamp>) {
+        match stamp {
+            Some(stamp) => {
                 self.tracker.observe(stamp.seq);
                 shard.record(Metric::Delivery, now_us().saturating_sub(stamp.ts));
             }
-            Err(_) => self.stamp_errors += 1,
+            None => self.stamp_errors += 1,
         }
     }
 
@@ -435,7 +440,15 @@ fn answer_upgrade(server: &mut StdTcpStream) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads `events` server messages one per wake-up, as [`sse_client`] does.
+/// A message of rt-server's `/ws/pubsub` for topic `tick` with the stamped message `seq` as
+/// its data, exactly as the server encodes it (`results/bench/ws-10k.toml` reads these).
+fn pubsub_message(seq: u64) -> anyhow::Result<String> {
+    let data: serde_json::Value = serde_json::from_str(&stamped(seq))?;
+    Ok(serde_json::json!({"type": "message", "topic": "tick", "data": data}).to_string())
+}
+
+/// Reads `events` server messages one per wake-up, as [`sse_client`] does, each classified
+/// as the WebSocket client of `ws-10k` does (type `message`, stamp at `/data`).
 fn ws_client(scale: Scale) -> anyhow::Result<Measured> {
     let (connections, warmup, events) = match scale {
         Scale::Quick => (10usize, 20u64, 200u64),
@@ -443,9 +456,10 @@ fn ws_client(scale: Scale) -> anyhow::Result<Measured> {
     };
     let rt = current_thread()?;
     let (listener, addr) = listener()?;
-    let frames: Vec<Vec<u8>> = (1..=warmup + events)
-        .map(|seq| ws_frame(&stamped(seq)))
-        .collect();
+    let frames = (1..=warmup + events)
+        .map(|seq| Ok(ws_frame(&pubsub_message(seq)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let reading = loadgen::live::read_path::WsMessages::new("/type", &["message"], "/data");
     let shard = Shard::default();
     let before = stats()?;
     let mut sockets = rt.block_on(async {
@@ -471,7 +485,9 @@ fn ws_client(scale: Scale) -> anyhow::Result<Measured> {
             let (message, written) = tokio::join!(ws.next(), async { server.write_all(frame) });
             written?;
             match message {
-                Some(Ok(Message::Text(text))) => accounting.message(&shard, text.as_str()),
+                Some(Ok(Message::Text(text))) => {
+                    accounting.stamp(&shard, reading.stamp(text.as_str()));
+                }
                 other => bail!("expected a text message, got {other:?}"),
             }
         }
