@@ -3,13 +3,17 @@
 //! may panic, whatever the input.
 
 use crate::live::client::lean::chunked::Chunked;
+use crate::live::client::message_fields::MessageFields;
 use crate::scenario::StampSpec;
 
 /// The stamp of a message `text` as a connection of a group with `spec` reads it: `None`
-/// for a message without one.
+/// for a message without one. Read both ways the clients read: as an SSE event's data (the
+/// returned stamp) and as a WebSocket message (classified, type at `/type`).
 #[must_use]
 pub fn stamp(text: &str, spec: &StampSpec) -> Option<Result<wire::Stamp, wire::StampError>> {
-    crate::live::client::stamp_of_text(text, spec)
+    let fields = MessageFields::new("/type", spec);
+    let _ = fields.classify(text, &[]);
+    fields.stamp_of(text)
 }
 
 /// A chunked HTTP/1.1 body fed to the SSE client's decoder in `pieces`: the body's data, and

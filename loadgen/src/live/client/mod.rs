@@ -661,7 +661,9 @@ pub(crate) fn stamped_message(
     format!("{}{value}", out.prefix)
 }
 
-/// Reads the stamp of a parsed JSON message at `spec.pointer`; `None` when it has none.
+/// Reads the stamp of a parsed JSON message at `spec.pointer`; `None` when it has none. The
+/// tree-based reading the clients did before [`message_fields`]: the tests' reference model.
+#[cfg(test)]
 pub(crate) fn read_stamp(
     value: &Value,
     spec: &StampSpec,
@@ -679,7 +681,9 @@ pub(crate) fn read_stamp(
 }
 
 /// Reads the stamp of a message text. Fast path (stamp at the top level): one pass over the
-/// text, no JSON tree. `None` when the message has no stamp.
+/// text, no JSON tree; otherwise a tree. `None` when the message has no stamp. The tests'
+/// reference model for [`message_fields::MessageFields::stamp_of`].
+#[cfg(test)]
 pub(crate) fn stamp_of_text(
     text: &str,
     spec: &StampSpec,
