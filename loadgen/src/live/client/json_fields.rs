@@ -182,9 +182,15 @@ impl<'p, 't> Node<'p, '_, 't> {
     }
 }
 
-/// The positions of the set bits of `mask`.
-fn bits(mask: u32) -> impl Iterator<Item = usize> {
-    (0..MAX_POINTERS).filter(move |i| mask & (1 << i) != 0)
+/// The positions of the set bits of `mask`, lowest first (one step per set bit).
+fn bits(mut mask: u32) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        (mask != 0).then(|| {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            i
+        })
+    })
 }
 
 impl<'de> DeserializeSeed<'de> for Node<'_, '_, 'de> {
@@ -335,6 +341,13 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn bits_are_the_positions_of_the_set_bits_lowest_first() {
+        assert_eq!(bits(0b1010_0001).collect::<Vec<_>>(), [0, 5, 7]);
+        assert_eq!(bits(0).count(), 0);
+        assert!(bits(u32::MAX).eq(0..MAX_POINTERS));
+    }
+
+    #[test]
     fn a_nested_stamp_and_the_type_are_read_in_one_pass() {
         let text = r#"{"type":"message","topic":"tick","data":{"seq":7,"ts":1700000000000000,"pad":"x\"y"}}"#;
         let (kind, holder) = (Pointer::parse("/type"), Pointer::parse("/data"));
@@ -433,6 +446,8 @@ pub(crate) mod tests {
             Just("1e3".to_owned()),
             Just("true".to_owned()),
             Just("null".to_owned()),
+            Just("false".to_owned()),
+            Just("-0".to_owned()),
             "[a-z\"\\\\/é]{0,6}".prop_map(|s| serde_json::to_string(&s).expect("a string")),
             Just(r#""\u0074ype""#.to_owned()),
         ];
@@ -447,8 +462,12 @@ pub(crate) mod tests {
                         .collect();
                     format!("{{{}}}", body.join(","))
                 }),
-                prop::collection::vec(inner, 0..4)
-                    .prop_map(|items| format!("[{}]", items.join(" , "))),
+                // Arrays with and without whitespace.
+                (
+                    prop::collection::vec(inner, 0..4),
+                    prop_oneof![Just(","), Just(" , ")]
+                )
+                    .prop_map(|(items, comma)| format!("[{}]", items.join(comma))),
             ]
         })
     }
